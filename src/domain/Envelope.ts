@@ -1,0 +1,151 @@
+/**
+ * The datagram format (DESIGN §4): one JSON `Envelope` per UDP datagram,
+ * decoded with Schema, never with a bare `JSON.parse` whose result is trusted.
+ * Encoding and decoding return `Either` and never throw, whatever the input.
+ */
+import { Either, ParseResult, Schema } from "effect"
+import { ClientId, Epoch, GroupId, Incarnation, ServerId } from "./Ids.js"
+import * as M from "./Messages.js"
+import { Count, Port, Positive } from "./Schemas.js"
+
+/** The default datagram limit: one Ethernet frame without IP fragmentation. */
+export const DatagramBytesDefault = 1400
+/** The most `--max-datagram` allows (UDP's own limit is 65,507). */
+export const DatagramBytesMax = 60 * 1024
+/** The least `--max-datagram` allows: room for every fixed-size message. */
+export const DatagramBytesMin = 512
+
+/**
+ * A piece of a message too big for one datagram: the inner envelope's JSON
+ * text cut into parts. `id` names the message by its content, so a resent
+ * copy completes a partly received one.
+ */
+export const Fragment = Schema.TaggedStruct("Fragment", {
+  id: Schema.String.pipe(Schema.maxLength(32)),
+  part: Count,
+  parts: Positive,
+  data: Schema.String
+})
+
+export const Body = Schema.Union(
+  M.DiscoveryRequest,
+  M.DiscoveryResponse,
+  M.LeaderAnnouncement,
+  M.JoinRequest,
+  M.JoinAnswer,
+  M.NotMember,
+  M.Election,
+  M.ElectionAnswer,
+  M.Coordinator,
+  M.CoordinatorAck,
+  M.Heartbeat,
+  M.HeartbeatAck,
+  M.Replicate,
+  M.ReplicateAck,
+  M.SnapshotChunk,
+  M.SnapshotAck,
+  M.StatusRequest,
+  M.StatusReply,
+  M.Register,
+  M.Registered,
+  M.Request,
+  M.Reply,
+  M.NotLeader,
+  M.Ping,
+  M.Pong,
+  M.LeaderChanged,
+  M.NotifyAck,
+  M.Subscribe,
+  Fragment
+)
+export type Body = typeof Body.Type
+
+/** A server's identity on every datagram it sends, incarnation included (the membership check needs it). */
+export const ServerOrigin = Schema.Struct({
+  role: Schema.Literal("server"),
+  id: ServerId,
+  incarnation: Incarnation,
+  /** The sender's unicast port; replies still go to the datagram's source address. */
+  port: Port
+})
+export const ClientOrigin = Schema.Struct({
+  role: Schema.Literal("client"),
+  id: ClientId,
+  port: Port
+})
+export const Origin = Schema.Union(ServerOrigin, ClientOrigin)
+export type Origin = typeof Origin.Type
+
+export const Envelope = Schema.Struct({
+  v: Schema.Literal(1),
+  from: Origin,
+  /** The sender's group, on every server message once a group exists. */
+  group: Schema.optional(GroupId),
+  /** The sender's epoch, on every server message once it has one. */
+  epoch: Schema.optional(Epoch),
+  /** Anti-replay (DESIGN §4): the sender's boot counter and its per-datagram number. */
+  boot: Schema.optional(Count),
+  n: Schema.optional(Count),
+  body: Body
+})
+export type Envelope = typeof Envelope.Type
+
+/** Why a datagram's bytes could not become an envelope. */
+export class EnvelopeDecodeError extends Schema.TaggedError<EnvelopeDecodeError>()("EnvelopeDecodeError", {
+  message: Schema.String
+}) {}
+
+/** An envelope whose encoding exceeds the datagram limit. */
+export class Oversize extends Schema.TaggedError<Oversize>()("Oversize", {
+  bytes: Schema.Number,
+  limitBytes: Schema.Number
+}) {}
+
+const EnvelopeJson = Schema.parseJson(Envelope)
+const decodeJson = Schema.decodeUnknownEither(EnvelopeJson, { errors: "first", onExcessProperty: "ignore" })
+const encodeJson = Schema.encodeEither(EnvelopeJson)
+const utf8 = new TextEncoder()
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** Encodes an envelope to its JSON text (no size check: fragmenting needs the full text). */
+export const encodeEnvelopeText = (envelope: Envelope): Either.Either<string, EnvelopeDecodeError> =>
+  Either.mapLeft(
+    encodeJson(envelope),
+    (error) => new EnvelopeDecodeError({ message: ParseResult.TreeFormatter.formatErrorSync(error) })
+  )
+
+/** Encodes an envelope to datagram bytes, refusing anything over `limitBytes`. */
+export const encodeEnvelope = (
+  envelope: Envelope,
+  limitBytes: number
+): Either.Either<Uint8Array, EnvelopeDecodeError | Oversize> =>
+  Either.flatMap(encodeEnvelopeText(envelope), (text) => {
+    const bytes = utf8.encode(text)
+    return bytes.byteLength > limitBytes
+      ? Either.left(new Oversize({ bytes: bytes.byteLength, limitBytes }))
+      : Either.right(bytes)
+  })
+
+/** Decodes envelope JSON text; anything that is not a valid envelope is a typed error. */
+export const decodeEnvelopeText = (text: string): Either.Either<Envelope, EnvelopeDecodeError> =>
+  Either.mapLeft(
+    decodeJson(text),
+    (error) => new EnvelopeDecodeError({ message: ParseResult.TreeFormatter.formatErrorSync(error) })
+  )
+
+/** Decodes datagram bytes: size first, then UTF-8, then JSON, then the schema. */
+export const decodeEnvelope = (
+  bytes: Uint8Array,
+  limitBytes: number
+): Either.Either<Envelope, EnvelopeDecodeError | Oversize> => {
+  if (bytes.byteLength > limitBytes) {
+    return Either.left(new Oversize({ bytes: bytes.byteLength, limitBytes }))
+  }
+  let text: string
+  try {
+    text = utf8Decoder.decode(bytes)
+  } catch {
+    return Either.left(new EnvelopeDecodeError({ message: "not UTF-8" }))
+  }
+  return decodeEnvelopeText(text)
+}

@@ -1,0 +1,82 @@
+/**
+ * Transport: how a node sends and receives envelopes. Two layers implement it:
+ * `layerUdp` (node:dgram) and `layerSim` (the in-memory simulated network).
+ * Both hand the subsystems only envelopes that passed the checks a datagram
+ * can be put to without knowing the cluster: size, MAC, decoding, replay.
+ * Everything else (group, membership, epoch) is checked by the cluster.
+ */
+import { Context, Effect, Metric, Schema, type Stream } from "effect"
+import type { Body, Envelope } from "../domain/Envelope.js"
+import type { Epoch, GroupId } from "../domain/Ids.js"
+import type { Address } from "../domain/Schemas.js"
+
+/** A decoded envelope and the address it came from (where replies go). */
+export interface Incoming {
+  readonly envelope: Envelope
+  readonly source: Address
+}
+
+/** What the sender decides about an envelope; the transport adds origin, boot and n. */
+export interface Outgoing {
+  readonly body: Body
+  readonly group?: GroupId | undefined
+  readonly epoch?: Epoch | undefined
+}
+
+/** The message is larger than the most a message may be, even in fragments. */
+export class MessageTooLarge extends Schema.TaggedError<MessageTooLarge>()("MessageTooLarge", {
+  bytes: Schema.Number,
+  limitBytes: Schema.Number
+}) {}
+
+/** The transport's sockets are closed (its scope ended). */
+export class TransportClosed extends Schema.TaggedError<TransportClosed>()("TransportClosed", {}) {}
+
+export type TransportError = MessageTooLarge | TransportClosed
+
+export interface TransportShape {
+  /** This node's unicast address (the bound port, never 0). */
+  readonly address: Address
+  /** Unicast. A message over the datagram limit is sent in fragments. */
+  readonly send: (to: Address, message: Outgoing) => Effect.Effect<void, TransportError>
+  /** To every node on the discovery port of this broadcast domain. */
+  readonly broadcast: (message: Outgoing) => Effect.Effect<void, TransportError>
+  /** Envelopes that passed size, MAC, decode and replay checks, unicast and broadcast alike. */
+  readonly incoming: Stream.Stream<Incoming>
+}
+
+export class Transport extends Context.Tag("agora/Transport")<Transport, TransportShape>() {}
+
+/** Why a datagram was dropped before it reached any subsystem. */
+export type DropReason =
+  | "oversize"
+  | "unsigned"
+  | "bad-mac"
+  | "undecodable"
+  | "replay"
+  | "fragment"
+  | "overflow"
+  | (string & {})
+
+/** Datagrams dropped, by node and reason (DESIGN §1 promise 7: dropped and counted). */
+export const datagramsDropped = Metric.counter("agora_datagrams_dropped", {
+  description: "datagrams dropped before reaching a subsystem, by reason",
+  incremental: true
+})
+
+/** Datagrams accepted, by node. */
+export const datagramsReceived = Metric.counter("agora_datagrams_received", {
+  description: "datagrams that passed every transport check",
+  incremental: true
+})
+
+const droppedFor = (node: string, reason: DropReason) =>
+  Metric.tagged(Metric.tagged(datagramsDropped, "node", node), "reason", reason)
+
+/** Counts one dropped datagram of `node` for `reason`. */
+export const countDrop = (node: string, reason: DropReason): Effect.Effect<void> =>
+  Metric.increment(droppedFor(node, reason))
+
+/** Reads how many datagrams `node` dropped for `reason` (tests, status). */
+export const dropCount = (node: string, reason: DropReason): Effect.Effect<number> =>
+  Effect.map(Metric.value(droppedFor(node, reason)), (state) => state.count)
