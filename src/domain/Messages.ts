@@ -40,6 +40,8 @@ export const LeaderAnnouncement = Schema.TaggedStruct("LeaderAnnouncement", {
 export const JoinRequest = Schema.TaggedStruct("JoinRequest", {
   /** The group its store belongs to, if any: the leader decides whether that group still exists. */
   storeGroup: Schema.NullOr(GroupId),
+  /** Set when the store's group dissolved into the group it asks to join (committed GroupDissolved). */
+  dissolvedInto: Schema.NullOr(GroupId),
   lastSeq: Seq,
   lastEpoch: Epoch
 })
@@ -119,10 +121,11 @@ export const Replicate = Schema.TaggedStruct("Replicate", {
 })
 
 export const ReplicateAck = Schema.TaggedStruct("ReplicateAck", {
-  /** false: the entry at prevSeq did not have prevEpoch; lastSeq is the hint to back up to. */
+  /** false: the follower lacks prevSeq, or its entry there has another epoch. */
   success: Schema.Boolean,
   matchSeq: Seq,
-  lastSeq: Seq
+  /** On refusal: the seq the leader should resend after (the follower's suggestion). */
+  hintSeq: Seq
 })
 
 /** A piece of a snapshot (DESIGN §5, Snapshot transfer); the leader's epoch is in the envelope. */

@@ -1,0 +1,204 @@
+/**
+ * Election — Bully made safe (DESIGN §5), in two phases.
+ *
+ * 1. Pre-vote (`Election`): stores nothing. A voter grants when the proposed
+ *    epoch is above its own and the candidate's rank (last log epoch, last log
+ *    seq, id) is not below its own; a voter that outranks the candidate runs
+ *    its own pre-vote (the bully's "I am bigger, I take over").
+ * 2. Vote (`Coordinator`): with a majority of grants the candidate stores
+ *    (epoch, vote = itself), then asks for votes; a voter accepts at most one
+ *    coordinator per epoch, of rank not below its own, and stores (epoch, vote)
+ *    before it acks (the service persists before it sends). A majority of acks
+ *    makes a leader.
+ * A server that heard its leader within the failure timeout ignores both, so
+ * a restarted or isolated server cannot depose a healthy leader.
+ */
+import { becomeLeader } from "./Leadership.js"
+import { isVoter, quorum, voters } from "./Membership.js"
+import {
+  adoptEpoch,
+  compareRank,
+  drawElectionTimeout,
+  dropped,
+  heardLeaderRecently,
+  type Meta,
+  note,
+  ownRank,
+  persistHardState,
+  type Replica,
+  sendToServer,
+  setRole,
+  voterSelf
+} from "./Replica.js"
+
+type ServerMeta = Extract<Meta["from"], { role: "server" }>
+
+const rankOnWire = <S, C, E, Err>(replica: Replica<S, C, E, Err>) => ({
+  lastEpoch: replica.log.lastEpoch,
+  lastSeq: replica.log.lastSeq
+})
+
+/** The failure timeout fired: ask every voter whether it would vote for us. */
+export const startPrevote = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
+  if (!voterSelf(replica)) return
+  replica.electionTimeoutMs = drawElectionTimeout(replica)
+  const nextEpoch = replica.epoch + 1
+  replica.prevote = { nextEpoch, grants: new Set([replica.id]), startedMs: replica.nowMs }
+  replica.candidacy = null
+  setRole(replica, "precandidate", null)
+  note(replica, "info", `no word from a leader: pre-vote for epoch ${nextEpoch}`)
+  for (const voter of voters(replica.membership)) {
+    if (voter.id === replica.id) continue
+    sendToServer(replica, voter.id, { _tag: "Election", nextEpoch, rank: rankOnWire(replica) })
+  }
+  checkPrevote(replica)
+}
+
+const checkPrevote = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
+  if (replica.prevote === null || replica.prevote.grants.size < quorum(replica.membership)) return
+  const epoch = replica.prevote.nextEpoch
+  replica.prevote = null
+  replica.epoch = epoch
+  replica.vote = replica.id
+  replica.verifiedSeq = replica.commitSeq
+  persistHardState(replica)
+  replica.candidacy = { acks: new Set([replica.id]), startedMs: replica.nowMs }
+  setRole(replica, "candidate", null)
+  note(replica, "info", `pre-vote granted by a majority: standing as coordinator of epoch ${epoch}`)
+  for (const voter of voters(replica.membership)) {
+    if (voter.id === replica.id) continue
+    sendToServer(replica, voter.id, { _tag: "Coordinator", rank: rankOnWire(replica) })
+  }
+  checkCandidacy(replica)
+}
+
+const checkCandidacy = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
+  if (replica.candidacy === null || replica.candidacy.acks.size < quorum(replica.membership)) return
+  replica.candidacy = null
+  becomeLeader(replica)
+}
+
+export const onElection = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  from: ServerMeta,
+  body: {
+    readonly nextEpoch: number
+    readonly rank: { readonly lastEpoch: number; readonly lastSeq: number }
+  }
+): void => {
+  if (heardLeaderRecently(replica)) return dropped(replica, "leader-alive")
+  if (!voterSelf(replica)) return dropped(replica, "not-a-voter")
+  const theirs = { ...body.rank, id: from.id }
+  const mine = ownRank(replica)
+  const granted = body.nextEpoch > replica.epoch && compareRank(theirs, mine) >= 0
+  sendToServer(replica, from.id, {
+    _tag: "ElectionAnswer",
+    nextEpoch: body.nextEpoch,
+    granted,
+    rank: rankOnWire(replica)
+  })
+  if (!granted && compareRank(mine, theirs) > 0 && replica.role === "follower") startPrevote(replica)
+}
+
+export const onElectionAnswer = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  from: ServerMeta,
+  senderEpoch: number,
+  body: {
+    readonly nextEpoch: number
+    readonly granted: boolean
+    readonly rank: { readonly lastEpoch: number; readonly lastSeq: number }
+  }
+): void => {
+  const prevote = replica.prevote
+  if (replica.role !== "precandidate" || prevote === null || body.nextEpoch !== prevote.nextEpoch) {
+    return dropped(replica, "stale-answer")
+  }
+  if (!isVoter(replica.membership, from.id, from.incarnation)) return dropped(replica, "not-a-voter")
+  if (senderEpoch >= prevote.nextEpoch) {
+    // We are behind: catch up, and try again later with a higher epoch.
+    adoptEpoch(replica, senderEpoch, null)
+    return backOff(replica)
+  }
+  if (body.granted) {
+    prevote.grants.add(from.id)
+    return checkPrevote(replica)
+  }
+  if (compareRank({ ...body.rank, id: from.id }, ownRank(replica)) > 0) {
+    // Refused by a higher-ranked voter: wait one timeout for its Coordinator, then try again.
+    note(replica, "info", `outranked by ${from.id}: waiting for its coordinator`)
+    backOff(replica)
+  }
+}
+
+export const onCoordinator = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  from: ServerMeta,
+  epoch: number,
+  body: { readonly rank: { readonly lastEpoch: number; readonly lastSeq: number } }
+): void => {
+  const alreadyAccepted = epoch === replica.epoch && replica.vote === from.id && replica.role !== "leader"
+  if (!alreadyAccepted) {
+    if (heardLeaderRecently(replica)) return dropped(replica, "leader-alive")
+    if (epoch < replica.epoch) return dropped(replica, "stale-epoch")
+    if (!voterSelf(replica)) return dropped(replica, "not-a-voter")
+    if (epoch === replica.epoch && replica.vote !== null) return dropped(replica, "already-voted")
+    if (compareRank({ ...body.rank, id: from.id }, ownRank(replica)) < 0) return dropped(replica, "outranked")
+    if (epoch > replica.epoch) replica.verifiedSeq = replica.commitSeq
+    replica.epoch = epoch
+    replica.vote = from.id
+    // Stored before the ack below: the service persists a batch before it sends anything.
+    persistHardState(replica)
+    replica.prevote = null
+    replica.candidacy = null
+    setRole(replica, "follower", null)
+    note(replica, "info", `accepted ${from.id} as coordinator of epoch ${epoch}`)
+  }
+  replica.leaderContactMs = replica.nowMs
+  replica.electionTimeoutMs = drawElectionTimeout(replica)
+  sendToServer(replica, from.id, {
+    _tag: "CoordinatorAck",
+    lastSeq: replica.log.lastSeq,
+    lastEpoch: replica.log.lastEpoch
+  })
+}
+
+export const onCoordinatorAck = <S, C, E, Err>(replica: Replica<S, C, E, Err>, from: ServerMeta): void => {
+  if (replica.role !== "candidate" || replica.candidacy === null) return dropped(replica, "stale-answer")
+  if (!isVoter(replica.membership, from.id, from.incarnation)) return dropped(replica, "not-a-voter")
+  replica.candidacy.acks.add(from.id)
+  checkCandidacy(replica)
+}
+
+/** Back to follower, and no pre-vote of our own for one election timeout. */
+const backOff = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
+  replica.prevote = null
+  replica.candidacy = null
+  replica.electionTimeoutMs = drawElectionTimeout(replica)
+  replica.holdOffUntilMs = replica.nowMs + replica.electionTimeoutMs
+  setRole(replica, "follower", null)
+}
+
+/** Failure detection for non-leaders: start a pre-vote when the leader has been silent too long. */
+export const electionTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
+  const now = replica.nowMs
+  switch (replica.role) {
+    case "follower": {
+      const dueMs = Math.max(replica.leaderContactMs + replica.electionTimeoutMs, replica.holdOffUntilMs)
+      if (now >= dueMs && voterSelf(replica)) startPrevote(replica)
+      return
+    }
+    case "precandidate":
+      if (replica.prevote !== null && now >= replica.prevote.startedMs + replica.electionTimeoutMs)
+        backOff(replica)
+      return
+    case "candidate":
+      if (replica.candidacy !== null && now >= replica.candidacy.startedMs + replica.electionTimeoutMs) {
+        note(replica, "info", `no majority for epoch ${replica.epoch}: backing off`)
+        backOff(replica)
+      }
+      return
+    default:
+      return
+  }
+}

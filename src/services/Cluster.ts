@@ -1,0 +1,391 @@
+/**
+ * Cluster: the loop around the pure replica (src/domain/cluster). One fiber
+ * owns the replica; it takes a batch of inputs (datagrams, ticks, proposals),
+ * steps the replica through them, then handles what came out, in the order
+ * that makes the promises true (etcd's Ready):
+ *
+ *   1. persist — log changes and hard state, one transaction per batch;
+ *   2. send — acks and votes leave only after what they promise is stored;
+ *   3. hand back — applied entries, answers to proposals, role changes.
+ *
+ * Leader-only work of the application (deadline timers, notifiers) runs in a
+ * leadership scope opened when the server starts leading and closed the
+ * moment it stops (DESIGN §6).
+ */
+import { Cause, Clock, Deferred, Effect, Exit, Metric, Queue, Random, Schema, Scope, Stream } from "effect"
+import type { ClusterConfig } from "../domain/cluster/Config.js"
+import type { LogEntry, Member } from "../domain/cluster/Entry.js"
+import { MemoryLog } from "../domain/cluster/Log.js"
+import type { Input, Outcome, Output, Replica, Role } from "../domain/cluster/Replica.js"
+import type { StateMachine } from "../domain/cluster/StateMachine.js"
+import { makeReplica, step, takeReady } from "../domain/cluster/Step.js"
+import type { Body } from "../domain/Envelope.js"
+import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
+import type { LeaderInfo } from "../domain/Messages.js"
+import { LogStore, type StoreOp } from "./LogStore.js"
+import { type Incoming, Transport } from "./Transport.js"
+
+/** Not the leader: the request may or may not have been applied; ask `leader` (if known). */
+export class NotLeader extends Schema.TaggedError<NotLeader>()("NotLeader", {
+  leader: Schema.NullOr(
+    Schema.Struct({ id: Schema.String, host: Schema.String, port: Schema.Number, epoch: Schema.Number })
+  )
+}) {}
+
+/** This group met another that also holds client data, and ranks below it: it serves nothing. */
+export class SplitGroup extends Schema.TaggedError<SplitGroup>()("SplitGroup", {}) {}
+
+/** A proposal's answer: committed at `seq`, with the committed state right after it. */
+export interface Committed<S> {
+  readonly seq: Seq
+  readonly state: S
+}
+
+/** A snapshot of the replica for status and tests. */
+export interface ClusterStatus {
+  readonly id: ServerId
+  readonly incarnation: Incarnation
+  readonly role: Role
+  readonly group: GroupId | null
+  readonly epoch: Epoch
+  readonly leader: ServerId | null
+  readonly lastSeq: Seq
+  readonly commitSeq: Seq
+  readonly appliedSeq: Seq
+  readonly members: ReadonlyArray<Member>
+  readonly splitGroup: boolean
+}
+
+export interface ClusterShape<S, C, Err> {
+  /** Completes when the command is committed and applied, or fails (refused, not leader, split group). */
+  readonly propose: (command: C) => Effect.Effect<Committed<S>, Err | NotLeader | SplitGroup>
+  /** A read of committed state confirmed by a majority heartbeat round (DESIGN §5, Reads). */
+  readonly read: Effect.Effect<S, NotLeader | SplitGroup>
+  readonly status: Effect.Effect<ClusterStatus>
+  /** Committed entries of this server's log in (afterSeq, toSeq], for checkers and catch-up. */
+  readonly committedEntries: (afterSeq: Seq) => Effect.Effect<ReadonlyArray<LogEntry>>
+}
+
+export interface ClusterOptions<S, C, E, Err> {
+  readonly id: ServerId
+  readonly machine: StateMachine<S, C, E, Err>
+  readonly config: ClusterConfig
+  /** Incarnation for a new store: a random one is drawn when omitted. */
+  readonly incarnation?: Incarnation | undefined
+  /** Period of the replica's timer input; well below the heartbeat interval. */
+  readonly tickMs?: number | undefined
+  /** Every applied entry, in log order, on the replica's fiber: keep it quick (offer to a queue). */
+  readonly onApplied?:
+    | ((entry: LogEntry, events: ReadonlyArray<E>, state: S) => Effect.Effect<void>)
+    | undefined
+  /** Started in the leadership scope each time this server starts leading; interrupted when it stops. */
+  readonly whileLeader?: ((epoch: Epoch) => Effect.Effect<void, never, Scope.Scope>) | undefined
+  /** Bodies for the application (client requests); the cluster drops what it does not handle. */
+  readonly onClientMessage?: ((incoming: Incoming) => Effect.Effect<void>) | undefined
+}
+
+/** Bodies the cluster itself does not handle: they belong to the application (clients). */
+const clientBodies: ReadonlySet<Body["_tag"]> = new Set([
+  "Register",
+  "Registered",
+  "Request",
+  "Reply",
+  "NotLeader",
+  "Ping",
+  "Pong",
+  "LeaderChanged",
+  "NotifyAck",
+  "Subscribe"
+])
+
+/** Inputs waiting for the replica's fiber; senders wait when it is full (backpressure). */
+const InboxCapacity = 16_384
+/** Inputs stepped before the batch is persisted and sent (group commit). */
+const BatchInputsMax = 1_024
+
+export const clusterDropped = Metric.counter("agora_cluster_dropped", {
+  description: "server messages dropped by the cluster's checks, by reason",
+  incremental: true
+})
+export const elections = Metric.counter("agora_elections", {
+  description: "times this server became leader",
+  incremental: true
+})
+export const commits = Metric.counter("agora_commits", { description: "entries applied", incremental: true })
+export const commitLatency = Metric.timer("agora_commit_latency", "proposal to committed answer")
+
+/** A small deterministic generator seeded from Effect's Random (seeded by the simulator). */
+const seededUniform = (seed: number): (() => number) => {
+  let state = seed >>> 0 || 0x9e3779b9
+  return () => {
+    // xorshift32: enough for jitter and random ids.
+    state ^= state << 13
+    state >>>= 0
+    state ^= state >>> 17
+    state ^= state << 5
+    state >>>= 0
+    return state / 0x100000000
+  }
+}
+
+/**
+ * Builds the cluster service in the current scope: opens the store, starts the
+ * replica's fiber, the ticker and the receive loop. Closing the scope stops
+ * all of it (a crash, as far as the others can tell).
+ */
+export const makeCluster = <S, C, E, Err>(
+  options: ClusterOptions<S, C, E, Err>
+): Effect.Effect<ClusterShape<S, C, Err>, never, Transport | LogStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const store = yield* LogStore
+    const stored = yield* Effect.orDie(store.open)
+    const nowMs = yield* Clock.currentTimeMillis
+    const seed = yield* Random.nextIntBetween(0, 0x7fffffff)
+    const random = seededUniform(seed)
+    const incarnation =
+      options.incarnation ??
+      (Array.from({ length: 4 }, () =>
+        Math.floor(random() * 0x10000)
+          .toString(16)
+          .padStart(4, "0")
+      ).join("") as Incarnation)
+
+    const log = new MemoryLog(stored.startSeq, stored.startEpoch)
+    for (const entry of stored.entries) log.append(entry)
+    const replica: Replica<S, C, E, Err> = makeReplica({
+      machine: options.machine,
+      config: options.config,
+      id: options.id,
+      selfAddress: transport.address,
+      random,
+      hard: stored.hard,
+      incarnation,
+      log,
+      nowMs
+    })
+    const node = options.id
+    const inbox = yield* Queue.bounded<Input<C>>(InboxCapacity)
+    const waiting = new Map<number, Deferred.Deferred<Outcome<S, Err>>>()
+    let nextProposal = 1
+    let leadership: Scope.CloseableScope | null = null
+
+    const persist = (ops: Array<StoreOp>) =>
+      ops.length === 0 ? Effect.void : Effect.orDie(store.write(ops.splice(0, ops.length)))
+
+    /** Handles the replica's outputs: persist, then send, then hand back. */
+    const handleReady = Effect.gen(function* () {
+      const ops: Array<StoreOp> = []
+      const sends: Array<Output<S, E, Err>> = []
+      const rest: Array<Output<S, E, Err>> = []
+      let outputs = takeReady(replica)
+      while (outputs.length > 0) {
+        for (const output of outputs) {
+          switch (output._tag) {
+            case "Append":
+            case "Truncate":
+            case "PersistHardState":
+            case "ResetStore":
+              ops.push(output)
+              break
+            case "Send":
+            case "Broadcast":
+              sends.push(output)
+              break
+            default:
+              rest.push(output)
+          }
+        }
+        if (ops.length === 0) break
+        yield* persist(ops)
+        // The leader counts itself only now that its own store holds the entries.
+        step(replica, { _tag: "Persisted", lastSeq: replica.log.lastSeq }, yield* Clock.currentTimeMillis)
+        outputs = takeReady(replica)
+      }
+      for (const output of sends) {
+        if (output._tag === "Send") {
+          yield* transport.send(output.to, output.message).pipe(Effect.catchAll(logSendError))
+        } else if (output._tag === "Broadcast") {
+          yield* transport.broadcast(output.message).pipe(Effect.catchAll(logSendError))
+        }
+      }
+      for (const output of rest) yield* handBack(output)
+    })
+
+    const logSendError = (error: unknown) =>
+      Effect.logWarning("send failed").pipe(Effect.annotateLogs({ error: String(error) }))
+
+    const handBack = (output: Output<S, E, Err>): Effect.Effect<void> => {
+      switch (output._tag) {
+        case "Applied":
+          return Effect.zipRight(
+            Metric.increment(commits),
+            options.onApplied === undefined
+              ? Effect.void
+              : options.onApplied(output.entry, output.events, output.state)
+          )
+        case "Resolved": {
+          const deferred = waiting.get(output.proposal)
+          if (deferred === undefined) return Effect.void
+          waiting.delete(output.proposal)
+          return Deferred.succeed(deferred, output.outcome)
+        }
+        case "RoleChanged":
+          return Effect.zipRight(
+            Effect.logInfo(`role ${output.role}`).pipe(
+              Effect.annotateLogs({ epoch: output.epoch, leader: output.leader ?? "none" })
+            ),
+            changeLeadership(output.role, output.epoch)
+          )
+        case "Note":
+          return output.level === "warning"
+            ? Effect.logWarning(output.message)
+            : output.level === "info"
+              ? Effect.logInfo(output.message)
+              : Effect.logDebug(output.message)
+        case "Dropped":
+          return Metric.increment(
+            Metric.tagged(Metric.tagged(clusterDropped, "node", node), "reason", output.reason)
+          )
+        default:
+          return Effect.void
+      }
+    }
+
+    /** Opens the leadership scope when leading starts, closes it the moment it ends. */
+    const changeLeadership = (role: Role, epoch: Epoch): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        if (role === "leader" && leadership === null) {
+          yield* Metric.increment(elections)
+          const scope = yield* Scope.make()
+          leadership = scope
+          if (options.whileLeader !== undefined) {
+            yield* Effect.forkIn(Scope.extend(options.whileLeader(epoch), scope), scope)
+          }
+        } else if (role !== "leader" && leadership !== null) {
+          const scope = leadership
+          leadership = null
+          yield* Scope.close(scope, Exit.void)
+        }
+      })
+
+    const runBatch = Effect.gen(function* () {
+      const first = yield* Queue.take(inbox)
+      const more = yield* Queue.takeUpTo(inbox, BatchInputsMax - 1)
+      const now = yield* Clock.currentTimeMillis
+      step(replica, first, now)
+      for (const input of more) step(replica, input, now)
+      step(replica, { _tag: "Flush" }, now)
+      yield* handleReady
+    })
+
+    // Apply what the store held before anything else runs (nothing to persist or send yet).
+    yield* handleReady
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const scope = leadership
+        leadership = null
+        return scope === null ? Effect.void : Scope.close(scope, Exit.void)
+      })
+    )
+
+    const loop = runBatch.pipe(
+      Effect.forever,
+      Effect.annotateLogs({ node }),
+      Effect.tapErrorCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("replica loop died", cause)
+      )
+    )
+    yield* Effect.forkScoped(loop)
+
+    const tickMs = options.tickMs ?? Math.max(1, Math.floor(options.config.heartbeatIntervalMs / 5))
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.zipRight(Effect.sleep(tickMs), Queue.offer(inbox, { _tag: "Tick" })))
+    )
+
+    const receive = (incoming: Incoming): Effect.Effect<void> => {
+      const { envelope, source } = incoming
+      if (clientBodies.has(envelope.body._tag)) {
+        return options.onClientMessage === undefined ? Effect.void : options.onClientMessage(incoming)
+      }
+      return Queue.offer(inbox, {
+        _tag: "Receive",
+        body: envelope.body,
+        meta: { from: envelope.from, group: envelope.group, epoch: envelope.epoch },
+        source
+      })
+    }
+    yield* Effect.forkScoped(Stream.runForEach(transport.incoming, receive))
+
+    const submit = (makeInput: (proposal: number) => Input<C>): Effect.Effect<Outcome<S, Err>> =>
+      Effect.gen(function* () {
+        const deferred = yield* Deferred.make<Outcome<S, Err>>()
+        const proposal = nextProposal++
+        waiting.set(proposal, deferred)
+        yield* Queue.offer(inbox, makeInput(proposal))
+        return yield* Deferred.await(deferred)
+      }).pipe(Effect.onInterrupt(() => Effect.void))
+
+    const leaderError = (leader: LeaderInfo | null): NotLeader =>
+      new NotLeader({
+        leader:
+          leader === null
+            ? null
+            : { id: leader.id, host: leader.address.host, port: leader.address.port, epoch: leader.epoch }
+      })
+
+    const propose = (command: C): Effect.Effect<Committed<S>, Err | NotLeader | SplitGroup> =>
+      Effect.gen(function* () {
+        const outcome = yield* submit((proposal) => ({ _tag: "Propose", proposal, command }))
+        switch (outcome._tag) {
+          case "Committed":
+            return { seq: outcome.seq, state: outcome.state }
+          case "Read":
+            return { seq: replica.appliedSeq, state: outcome.state }
+          case "Refused":
+            return yield* Effect.fail(outcome.error)
+          case "NotLeader":
+            return yield* Effect.fail(leaderError(outcome.leader))
+          case "SplitGroup":
+            return yield* Effect.fail(new SplitGroup())
+        }
+      }).pipe(Metric.trackDuration(commitLatency))
+
+    const read: Effect.Effect<S, NotLeader | SplitGroup> = Effect.flatMap(
+      submit((proposal) => ({ _tag: "Read", proposal })),
+      (outcome): Effect.Effect<S, NotLeader | SplitGroup> => {
+        switch (outcome._tag) {
+          case "Read":
+          case "Committed":
+            return Effect.succeed(outcome.state)
+          case "NotLeader":
+            return Effect.fail(leaderError(outcome.leader))
+          case "SplitGroup":
+            return Effect.fail(new SplitGroup())
+          case "Refused":
+            return Effect.die(new Error("invariant: a read was refused"))
+        }
+      }
+    )
+
+    const status = Effect.sync(
+      (): ClusterStatus => ({
+        id: replica.id,
+        incarnation: replica.incarnation,
+        role: replica.role,
+        group: replica.group,
+        epoch: replica.epoch,
+        leader: replica.leader,
+        lastSeq: replica.log.lastSeq,
+        commitSeq: replica.commitSeq,
+        appliedSeq: replica.appliedSeq,
+        members: replica.membership.members,
+        splitGroup: replica.splitGroup
+      })
+    )
+
+    const committedEntries = (afterSeq: Seq) =>
+      Effect.sync(() => replica.log.range(Math.max(afterSeq, replica.log.startSeq), replica.commitSeq))
+
+    return { propose, read, status, committedEntries } satisfies ClusterShape<S, C, Err>
+  })

@@ -1,0 +1,119 @@
+/**
+ * LogStore: where a server keeps what must survive a crash (DESIGN §5,
+ * Checkpoints): its log, its hard state (group, incarnation, epoch, vote,
+ * commit seq) and its boot counter. Two layers: `layerMemory` (tests and the
+ * simulator, which can keep a store across a crash or lose it) and
+ * `layerSqlite` (the default for `agora server`).
+ *
+ * Every write of one replication batch is one `write` call: one transaction
+ * (group commit). The service around the replica writes before it sends.
+ */
+import { Context, Effect, Layer, Schema } from "effect"
+import type { LogEntry } from "../domain/cluster/Entry.js"
+import type { HardState } from "../domain/cluster/Replica.js"
+import type { Epoch, Seq } from "../domain/Ids.js"
+
+/** One change to the store, applied in order within a batch. */
+export type StoreOp =
+  | { readonly _tag: "Append"; readonly entries: ReadonlyArray<LogEntry> }
+  | { readonly _tag: "Truncate"; readonly fromSeq: Seq }
+  | { readonly _tag: "PersistHardState"; readonly hard: HardState }
+  /** Everything goes: the store belonged to a group that no longer exists. */
+  | { readonly _tag: "ResetStore"; readonly hard: HardState }
+
+/** What a store held when it was opened. */
+export interface Stored {
+  /** null: a new store (no hard state was ever written). */
+  readonly hard: HardState | null
+  /** The snapshot point the log continues from (0, 0: none). */
+  readonly startSeq: Seq
+  readonly startEpoch: Epoch
+  readonly entries: ReadonlyArray<LogEntry>
+  /** Raised at every open, before the server's first send (anti-replay, DESIGN §4). */
+  readonly boot: number
+}
+
+/** The store cannot be used: corrupt, unreadable, or full. Fatal for the server. */
+export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
+  message: Schema.String
+}) {}
+
+export interface LogStoreShape {
+  /** Reads the store (and raises its boot counter). */
+  readonly open: Effect.Effect<Stored, StoreError>
+  /** Applies one batch of changes atomically and durably (per the sync setting). */
+  readonly write: (ops: ReadonlyArray<StoreOp>) => Effect.Effect<void, StoreError>
+}
+
+export class LogStore extends Context.Tag("agora/LogStore")<LogStore, LogStoreShape>() {}
+
+/**
+ * The memory of one in-memory store, kept outside any server's scope so the
+ * simulator can crash a server and start it again on the same store, or on a
+ * fresh one (a lost disk).
+ */
+export interface MemoryStoreData {
+  hard: HardState | null
+  startSeq: Seq
+  startEpoch: Epoch
+  entries: Array<LogEntry>
+  boot: number
+  /** Batches written, for tests. */
+  writes: number
+}
+
+export const makeMemoryStoreData = (): MemoryStoreData => ({
+  hard: null,
+  startSeq: 0,
+  startEpoch: 0,
+  entries: [],
+  boot: 0,
+  writes: 0
+})
+
+/** Applies a batch to in-memory store data (also used by tests that inspect a store). */
+export const applyStoreOps = (data: MemoryStoreData, ops: ReadonlyArray<StoreOp>): void => {
+  for (const op of ops) {
+    switch (op._tag) {
+      case "Append":
+        for (const entry of op.entries) {
+          const expected = data.startSeq + data.entries.length + 1
+          if (entry.seq !== expected)
+            throw new Error(`store append out of order: ${entry.seq}, expected ${expected}`)
+          data.entries.push(entry)
+        }
+        break
+      case "Truncate":
+        data.entries.length = Math.max(0, Math.min(data.entries.length, op.fromSeq - data.startSeq - 1))
+        break
+      case "PersistHardState":
+        data.hard = op.hard
+        break
+      case "ResetStore":
+        data.hard = op.hard
+        data.entries = []
+        data.startSeq = 0
+        data.startEpoch = 0
+        break
+    }
+  }
+  data.writes += 1
+}
+
+export const makeMemory = (data: MemoryStoreData): LogStoreShape => ({
+  open: Effect.sync(() => {
+    data.boot += 1
+    return {
+      hard: data.hard,
+      startSeq: data.startSeq,
+      startEpoch: data.startEpoch,
+      entries: [...data.entries],
+      boot: data.boot
+    }
+  }),
+  write: (ops) => Effect.sync(() => applyStoreOps(data, ops))
+})
+
+/** An in-memory store over `data` (a fresh one when omitted). */
+export const layerMemory = (data: MemoryStoreData = makeMemoryStoreData()): Layer.Layer<LogStore> =>
+  Layer.succeed(LogStore, makeMemory(data))
