@@ -22,7 +22,7 @@ import { makeReplica, step, takeReady } from "../domain/cluster/Step.js"
 import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import type { LeaderInfo } from "../domain/Messages.js"
-import { LogStore, type StoreOp } from "./LogStore.js"
+import { LogStore, type Stored, type StoreOp } from "./LogStore.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 /** Not the leader: the request may or may not have been applied; ask `leader` (if known). */
@@ -70,13 +70,19 @@ export interface ClusterOptions<S, C, E, Err> {
   readonly id: ServerId
   readonly machine: StateMachine<S, C, E, Err>
   readonly config: ClusterConfig
-  /** Incarnation for a new store: a random one is drawn when omitted. */
-  readonly incarnation?: Incarnation | undefined
+  /** What the store held when the server opened it (the server's assembly opens it first: the transport needs its boot counter). */
+  readonly stored: Stored
+  /** This server's incarnation: the stored one, or a fresh one for a new store. */
+  readonly incarnation: Incarnation
   /** Period of the replica's timer input; well below the heartbeat interval. */
   readonly tickMs?: number | undefined
   /** Every applied entry, in log order, on the replica's fiber: keep it quick (offer to a queue). */
   readonly onApplied?:
     | ((entry: LogEntry, events: ReadonlyArray<E>, state: S) => Effect.Effect<void>)
+    | undefined
+  /** Every change of role or leader, on the replica's fiber. */
+  readonly onRoleChanged?:
+    | ((role: Role, epoch: Epoch, leader: ServerId | null) => Effect.Effect<void>)
     | undefined
   /** Started in the leadership scope each time this server starts leading; interrupted when it stops. */
   readonly whileLeader?: ((epoch: Epoch) => Effect.Effect<void, never, Scope.Scope>) | undefined
@@ -139,18 +145,10 @@ export const makeCluster = <S, C, E, Err>(
   Effect.gen(function* () {
     const transport = yield* Transport
     const store = yield* LogStore
-    const stored = yield* Effect.orDie(store.open)
+    const stored = options.stored
     const nowMs = yield* Clock.currentTimeMillis
     const seed = yield* Random.nextIntBetween(0, 0x7fffffff)
     const random = seededUniform(seed)
-    const incarnation =
-      options.incarnation ??
-      (Array.from({ length: 4 }, () =>
-        Math.floor(random() * 0x10000)
-          .toString(16)
-          .padStart(4, "0")
-      ).join("") as Incarnation)
-
     const log = new MemoryLog(stored.startSeq, stored.startEpoch)
     for (const entry of stored.entries) log.append(entry)
     const replica: Replica<S, C, E, Err> = makeReplica({
@@ -160,7 +158,7 @@ export const makeCluster = <S, C, E, Err>(
       selfAddress: transport.address,
       random,
       hard: stored.hard,
-      incarnation,
+      incarnation: options.incarnation,
       log,
       nowMs
     })
@@ -235,7 +233,12 @@ export const makeCluster = <S, C, E, Err>(
             Effect.logInfo(`role ${output.role}`).pipe(
               Effect.annotateLogs({ epoch: output.epoch, leader: output.leader ?? "none" })
             ),
-            changeLeadership(output.role, output.epoch)
+            Effect.zipRight(
+              changeLeadership(output.role, output.epoch),
+              options.onRoleChanged === undefined
+                ? Effect.void
+                : options.onRoleChanged(output.role, output.epoch, output.leader)
+            )
           )
         case "Note":
           return output.level === "warning"

@@ -9,12 +9,27 @@
  * (group commit). The service around the replica writes before it sends.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import type { LogEntry } from "../domain/cluster/Entry.js"
+import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import type { HardState } from "../domain/cluster/Replica.js"
 import type { Epoch, Seq } from "../domain/Ids.js"
 
+/**
+ * The committed state at seq N (DESIGN §5, Checkpoints): the state machine's
+ * state encoded as JSON, the membership as of N, and the (epoch, seq) of entry N.
+ */
+export interface Checkpoint {
+  readonly seq: Seq
+  readonly epoch: Epoch
+  readonly members: ReadonlyArray<Member>
+  /** The seq of the membership entry in force at N. */
+  readonly membershipSeq: Seq
+  readonly state: unknown
+}
+
 /** One change to the store, applied in order within a batch. */
 export type StoreOp =
+  /** Keep this checkpoint and drop the log up to its seq. */
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint }
   | { readonly _tag: "Append"; readonly entries: ReadonlyArray<LogEntry> }
   | { readonly _tag: "Truncate"; readonly fromSeq: Seq }
   | { readonly _tag: "PersistHardState"; readonly hard: HardState }
@@ -28,6 +43,8 @@ export interface Stored {
   /** The snapshot point the log continues from (0, 0: none). */
   readonly startSeq: Seq
   readonly startEpoch: Epoch
+  /** The checkpoint at startSeq, if any. */
+  readonly checkpoint: Checkpoint | null
   readonly entries: ReadonlyArray<LogEntry>
   /** Raised at every open, before the server's first send (anti-replay, DESIGN §4). */
   readonly boot: number
@@ -56,6 +73,7 @@ export interface MemoryStoreData {
   hard: HardState | null
   startSeq: Seq
   startEpoch: Epoch
+  checkpoint: Checkpoint | null
   entries: Array<LogEntry>
   boot: number
   /** Batches written, for tests. */
@@ -66,6 +84,7 @@ export const makeMemoryStoreData = (): MemoryStoreData => ({
   hard: null,
   startSeq: 0,
   startEpoch: 0,
+  checkpoint: null,
   entries: [],
   boot: 0,
   writes: 0
@@ -89,11 +108,21 @@ export const applyStoreOps = (data: MemoryStoreData, ops: ReadonlyArray<StoreOp>
       case "PersistHardState":
         data.hard = op.hard
         break
+      case "Checkpoint": {
+        const { seq, epoch } = op.checkpoint
+        if (seq < data.startSeq) break
+        data.entries = data.entries.slice(Math.min(data.entries.length, seq - data.startSeq))
+        data.startSeq = seq
+        data.startEpoch = epoch
+        data.checkpoint = op.checkpoint
+        break
+      }
       case "ResetStore":
         data.hard = op.hard
         data.entries = []
         data.startSeq = 0
         data.startEpoch = 0
+        data.checkpoint = null
         break
     }
   }
@@ -107,6 +136,7 @@ export const makeMemory = (data: MemoryStoreData): LogStoreShape => ({
       hard: data.hard,
       startSeq: data.startSeq,
       startEpoch: data.startEpoch,
+      checkpoint: data.checkpoint,
       entries: [...data.entries],
       boot: data.boot
     }

@@ -7,7 +7,7 @@
  */
 import { Context, Effect, Metric, Schema, type Stream } from "effect"
 import type { Body, Envelope } from "../domain/Envelope.js"
-import type { Epoch, GroupId } from "../domain/Ids.js"
+import type { Epoch, GroupId, Incarnation } from "../domain/Ids.js"
 import type { Address } from "../domain/Schemas.js"
 
 /** A decoded envelope and the address it came from (where replies go). */
@@ -21,6 +21,8 @@ export interface Outgoing {
   readonly body: Body
   readonly group?: GroupId | undefined
   readonly epoch?: Epoch | undefined
+  /** A server's current incarnation, when it differs from the one the transport was built with. */
+  readonly incarnation?: Incarnation | undefined
 }
 
 /** The message is larger than the most a message may be, even in fragments. */

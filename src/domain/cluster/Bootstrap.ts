@@ -26,6 +26,7 @@ import {
   type Replica,
   roleOnWire,
   send,
+  setMembership,
   setRole
 } from "./Replica.js"
 
@@ -160,7 +161,7 @@ const formGroup = <S, C, E, Err>(replica: Replica<S, C, E, Err>, others: Readonl
   }
   replica.log.append(entry)
   emit(replica, { _tag: "Append", entries: [entry] })
-  replica.membership = applyMembershipEntry(replica.membership, entry.body, entry.seq)
+  setMembership(replica, applyMembershipEntry(replica.membership, entry.body, entry.seq))
   for (const member of others) replica.addresses.set(member.id, member.address)
   note(replica, "info", `formed group ${group} with ${members.map((m) => m.id).join(", ")}`)
   becomeLeader(replica)
@@ -266,7 +267,7 @@ const resetStore = <S, C, E, Err>(replica: Replica<S, C, E, Err>, reason: string
   replica.incarnation = randomId(replica) as Incarnation
   replica.app = replica.machine.initial
   replica.base = { membership: emptyMembership, app: replica.machine.initial }
-  replica.membership = emptyMembership
+  setMembership(replica, emptyMembership)
   if (replica.join !== null)
     replica.join = { ...replica.join, dissolvedInto: null, nextRequestMs: replica.nowMs }
   emit(replica, { _tag: "ResetStore", hard: hardState(replica) })

@@ -20,6 +20,7 @@ import {
   type Progress,
   type Replica,
   sendToServer,
+  setMembership,
   setRole
 } from "./Replica.js"
 import { advanceCommit, resolveCommitWaiters, sendReplication } from "./Replication.js"
@@ -46,7 +47,7 @@ export const appendEntry = <S, C, E, Err>(replica: Replica<S, C, E, Err>, body: 
   replica.log.append(entry)
   emit(replica, { _tag: "Append", entries: [entry] })
   if (isMembershipChange(body)) {
-    replica.membership = applyMembershipEntry(replica.membership, body, entry.seq)
+    setMembership(replica, applyMembershipEntry(replica.membership, body, entry.seq))
     syncProgress(replica)
   }
   return entry.seq
@@ -62,7 +63,6 @@ const syncProgress = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
     const key = memberKey(member)
     keys.add(key)
     if (!lead.progress.has(key)) lead.progress.set(key, newProgress(replica, member))
-    if (!replica.addresses.has(member.id)) replica.addresses.set(member.id, member.address)
   }
   for (const key of lead.progress.keys()) if (!keys.has(key)) lead.progress.delete(key)
 }

@@ -85,6 +85,7 @@ export interface Stamped {
   readonly body: Body
   readonly group: GroupId | undefined
   readonly epoch: Epoch | undefined
+  readonly incarnation: Incarnation
 }
 
 /** The envelope fields the cluster checks. */
@@ -256,7 +257,8 @@ export const persistHardState = <S, C, E, Err>(replica: Replica<S, C, E, Err>): 
 const stamp = <S, C, E, Err>(replica: Replica<S, C, E, Err>, body: Body): Stamped => ({
   body,
   group: replica.group ?? undefined,
-  epoch: replica.group === null ? undefined : replica.epoch
+  epoch: replica.group === null ? undefined : replica.epoch,
+  incarnation: replica.incarnation
 })
 
 export const send = <S, C, E, Err>(replica: Replica<S, C, E, Err>, to: Address, body: Body): void =>
@@ -350,3 +352,12 @@ export const voterSelf = <S, C, E, Err>(replica: Replica<S, C, E, Err>): boolean
   replica.membership.members.some(
     (m) => m.id === replica.id && m.incarnation === replica.incarnation && m.voter
   )
+
+/** Sets the membership in force; members it cannot reach yet are reached at the address they joined with. */
+export const setMembership = <S, C, E, Err>(replica: Replica<S, C, E, Err>, membership: Membership): void => {
+  replica.membership = membership
+  for (const member of membership.members) {
+    if (member.id !== replica.id && !replica.addresses.has(member.id))
+      replica.addresses.set(member.id, member.address)
+  }
+}

@@ -25,6 +25,7 @@ import {
   type Replica,
   send,
   sendToServer,
+  setMembership,
   setRole
 } from "./Replica.js"
 import { evolveAll } from "./StateMachine.js"
@@ -107,7 +108,7 @@ export const onReplicate = <S, C, E, Err>(
     log.append(entry)
     appended.push(entry)
     if (isMembershipChange(entry.body))
-      replica.membership = applyMembershipEntry(replica.membership, entry.body, entry.seq)
+      setMembership(replica, applyMembershipEntry(replica.membership, entry.body, entry.seq))
   }
   if (appended.length > 0) emit(replica, { _tag: "Append", entries: appended })
   const batchEnd = body.prevSeq + body.entries.length
@@ -135,7 +136,7 @@ const truncateFrom = <S, C, E, Err>(replica: Replica<S, C, E, Err>, fromSeq: Seq
   replica.log.truncateFrom(fromSeq)
   emit(replica, { _tag: "Truncate", fromSeq })
   replica.persistedSeq = Math.min(replica.persistedSeq, fromSeq - 1)
-  if (replica.membership.seq >= fromSeq) replica.membership = membershipFromLog(replica)
+  if (replica.membership.seq >= fromSeq) setMembership(replica, membershipFromLog(replica))
 }
 
 /** The latest membership in the log, from the snapshot's membership on. */
@@ -273,7 +274,12 @@ export const onHeartbeatAck = <S, C, E, Err>(
     progress.nextSeq = Math.max(progress.nextSeq, progress.matchSeq + 1)
     advanceCommit(replica)
   }
-  if (progress.inflight.length === 0) sendReplication(replica, progress)
+  if (progress.inflight.length === 0 && progress.matchSeq < replica.log.lastSeq) {
+    // Nothing in flight yet the follower lacks entries (e.g. a new learner, whose progress
+    // started optimistically at the end of the log): resend from what it has verified.
+    progress.nextSeq = progress.matchSeq + 1
+    sendReplication(replica, progress)
+  }
   afterCommit(replica)
 }
 

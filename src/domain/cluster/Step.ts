@@ -34,7 +34,8 @@ import {
   type Meta,
   type Output,
   type Replica,
-  send
+  send,
+  setMembership
 } from "./Replica.js"
 import {
   acceptLeader,
@@ -113,8 +114,7 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     ready: []
   }
   replica.electionTimeoutMs = drawElectionTimeout(replica)
-  replica.membership = membershipFromLog(replica)
-  for (const member of replica.membership.members) replica.addresses.set(member.id, member.address)
+  setMembership(replica, membershipFromLog(replica))
   replica.verifiedSeq = replica.commitSeq
   applyCommitted(replica)
   return replica

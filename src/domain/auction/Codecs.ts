@@ -1,0 +1,56 @@
+/**
+ * JSON codecs for the persistent collections of the state. `HashMap` and
+ * `Chunk` give cheap updates (O(log n) set, cheap append) so `evolve` never
+ * copies all auctions or a whole event list; on the wire and on disk they
+ * are plain arrays.
+ *
+ * Unlike `Schema.HashMap` / `Schema.Chunk`, the decoded side is only checked
+ * to be a HashMap / Chunk: the elements were already checked while decoding
+ * the array, and a checkpoint of 10,000 auctions should not be checked twice.
+ * Map entries are encoded sorted by key, so equal states encode to equal JSON
+ * (checkpoint digests and test comparisons rely on it).
+ */
+import { Chunk, HashMap, ParseResult, Schema } from "effect"
+
+const hashMapSelf = <K, V>() =>
+  Schema.declare((u: unknown): u is HashMap.HashMap<K, V> => HashMap.isHashMap(u), {
+    identifier: "HashMap"
+  })
+
+const chunkSelf = <A>() =>
+  Schema.declare((u: unknown): u is Chunk.Chunk<A> => Chunk.isChunk(u), { identifier: "Chunk" })
+
+/** A `HashMap` with numeric keys, encoded as `[key, value]` pairs in ascending key order. */
+export const HashMapByNumber = <K extends number, KI, V, VI>(
+  key: Schema.Schema<K, KI>,
+  value: Schema.Schema<V, VI>
+): Schema.Schema<HashMap.HashMap<K, V>, ReadonlyArray<readonly [KI, VI]>> =>
+  Schema.transform(Schema.Array(Schema.Tuple(key, value)), hashMapSelf<K, V>(), {
+    strict: true,
+    decode: (entries) => HashMap.fromIterable(entries),
+    encode: (map) => Array.from(map).sort(([a], [b]) => a - b)
+  })
+
+/**
+ * A `Chunk` of values whose encoding is the identity (refinements and brands
+ * only, no transformation — true of the events), encoded as an array.
+ * Decoding checks every item; encoding hands the items out as they are: a
+ * checkpoint of many events would otherwise spend most of its time
+ * re-checking values that `decide` built. A test checks that encoding an
+ * event indeed returns it unchanged.
+ */
+export const ChunkOfPlain = <A, I>(
+  item: Schema.Schema<A, I>
+): Schema.Schema<Chunk.Chunk<A>, ReadonlyArray<I>> => {
+  const items = Schema.Array(item)
+  return Schema.transformOrFail(
+    Schema.declare((u: unknown): u is ReadonlyArray<I> => Array.isArray(u), { identifier: "Array" }),
+    chunkSelf<A>(),
+    {
+      strict: true,
+      decode: (array) => ParseResult.map(ParseResult.decodeUnknown(items)(array), Chunk.fromIterable),
+      // Identity encoding (A and I differ only by brands), on a copy: the output must not alias the state.
+      encode: (chunk) => ParseResult.succeed(Chunk.toArray(chunk) as unknown as ReadonlyArray<I>)
+    }
+  )
+}
