@@ -4,6 +4,7 @@
  * these. The README maps these names to the original's.
  */
 import { Schema } from "effect"
+import { Notice } from "./auction/Notifications.js"
 import { LogEntry, Member, MembersMax } from "./cluster/Entry.js"
 import { AuctionId, Epoch, GroupId, RequestId, Seq, ServerId, SessionId, SessionToken } from "./Ids.js"
 import { Address, Count, Positive, Text } from "./Schemas.js"
@@ -289,6 +290,13 @@ export const Pong = Schema.TaggedStruct("Pong", { leader: ServerId, epoch: Epoch
 
 /** A new leader tells the clients of open sessions where it is. */
 export const LeaderChanged = Schema.TaggedStruct("LeaderChanged", { leader: LeaderInfo })
+
+/** The `seq`-th notification of an auction to this client (DESIGN §5, Notifications and order). */
+export const Notify = Schema.TaggedStruct("Notify", {
+  auction: AuctionId,
+  seq: Positive,
+  notice: Notice
+})
 
 /** A client acknowledges every notification of an auction up to `seq`. */
 export const NotifyAck = Schema.TaggedStruct("NotifyAck", {

@@ -100,6 +100,7 @@ const clientBodies: ReadonlySet<Body["_tag"]> = new Set([
   "Ping",
   "Pong",
   "LeaderChanged",
+  "Notify",
   "NotifyAck",
   "Subscribe"
 ])

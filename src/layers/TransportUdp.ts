@@ -1,0 +1,477 @@
+/**
+ * `Transport` over node:dgram (DESIGN §4–5): the real network.
+ *
+ * Two IPv4 sockets:
+ * - the unicast socket, at the bind address on its own port (0 = any). Every
+ *   datagram this node sends leaves from it, broadcasts included, so answers
+ *   come back to it;
+ * - the discovery socket (servers), bound to the wildcard `0.0.0.0:<discovery
+ *   port>` with `reuseAddr`, so several nodes on one host share the port and
+ *   broadcasts reach all of them (a socket bound to 127.0.0.1 receives none).
+ *   Clients and `agora status` leave it closed (`listenDiscovery: false`):
+ *   they only broadcast requests and read the answers on their unicast port.
+ *
+ * Receive path: each socket's `"message"` listener only copies the bytes into
+ * a bounded sliding `Mailbox` (no Effect is run inside the listener); one
+ * receive fiber, forked into the layer's scope, runs the shared datagram
+ * pipeline (Datagrams.ts: size → MAC → decode → replay → reassembly) and hands
+ * what passes to `incoming`. Nothing a peer sends can stop that fiber: every
+ * failure is caught, counted and logged (DESIGN §1, promise 7).
+ *
+ * A node's own broadcasts reach its own discovery socket like anyone else's;
+ * the cluster, which knows its own id, ignores them.
+ */
+import * as Dgram from "node:dgram"
+import {
+  Config,
+  type ConfigError,
+  Effect,
+  Layer,
+  Mailbox,
+  Metric,
+  Option,
+  type Redacted,
+  Schema,
+  type Scope,
+  Stream
+} from "effect"
+import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
+import type { Address } from "../domain/Schemas.js"
+import {
+  countDrop,
+  datagramsDropped,
+  datagramsReceived,
+  type Incoming,
+  type Outgoing,
+  Transport,
+  TransportClosed,
+  type TransportError,
+  type TransportShape
+} from "../services/Transport.js"
+import { type Identity, makeDatagramCodec } from "./Datagrams.js"
+
+/** Where the unicast socket binds unless told (`--bind`). */
+export const BindAddressDefault = "0.0.0.0"
+/** The port every server's discovery socket shares (`--discovery-port`). */
+export const DiscoveryPortDefault = 12345
+/** Where broadcasts go unless told (`--broadcast`); on one host use 127.255.255.255. */
+export const BroadcastAddressDefault = "255.255.255.255"
+/**
+ * Kernel socket buffers, both directions. The default (~208 KiB) lost 5–8 % of
+ * datagrams at ~130k/s on loopback; 4 MiB (this kernel's cap) lost none at ~265k/s.
+ */
+export const SocketBufferBytes = 4 * 1024 * 1024
+/**
+ * Received datagrams waiting for the decoder: an extension of the socket
+ * buffer that absorbs bursts while the receive fiber is busy. Memory is at
+ * most this many times (datagram limit + 1) bytes: an oversize datagram is cut
+ * to limit + 1 bytes before it is queued (enough to be counted as oversize).
+ */
+export const ReceiveQueueCapacityDefault = 2048
+/** Decoded messages waiting for the consumer of `incoming`; past it the receive fiber waits. */
+export const IncomingQueueCapacity = 1024
+
+export interface UdpOptions {
+  /** Who this node is on the wire. */
+  readonly identity: Identity
+  /** Raised at every start of a server before its first send (DESIGN §4); clients may pass 0. */
+  readonly boot: number
+  /** The unicast socket's address. Default 0.0.0.0. */
+  readonly bindAddress?: string | undefined
+  /** The unicast socket's port; 0 (the default) lets the system pick one. */
+  readonly port?: number | undefined
+  /** Default 12345. */
+  readonly discoveryPort?: number | undefined
+  /** Default 255.255.255.255. Tests use 127.255.255.255. */
+  readonly broadcastAddress?: string | undefined
+  /** Default 1,400; between DatagramBytesMin and DatagramBytesMax. */
+  readonly maxDatagramBytes?: number | undefined
+  /** HMAC-SHA256 key of the servers; clients never hold it. */
+  readonly clusterKey?: Redacted.Redacted<string> | undefined
+  /**
+   * Open the discovery socket (default true: servers). Clients and `agora
+   * status` pass false: they broadcast from, and hear answers on, the unicast socket.
+   */
+  readonly listenDiscovery?: boolean | undefined
+  /** Default ReceiveQueueCapacityDefault. */
+  readonly receiveQueueCapacity?: number | undefined
+}
+
+/** A socket could not be bound (address in use, address not local, …). */
+export class UdpBindError extends Schema.TaggedError<UdpBindError>()("UdpBindError", {
+  socket: Schema.Literal("unicast", "discovery"),
+  address: Schema.String,
+  port: Schema.Number,
+  message: Schema.String
+}) {}
+
+/** Datagrams the kernel refused to send (EMSGSIZE, ENETUNREACH, …), by node and error code. */
+export const datagramsSendFailed = Metric.counter("agora_datagrams_send_failed", {
+  description: "datagrams the socket failed to send, by error code",
+  incremental: true
+})
+
+const sendFailedFor = (node: string, code: string) =>
+  Metric.tagged(Metric.tagged(datagramsSendFailed, "node", node), "code", code)
+
+/** Reads how many datagrams `node` failed to send with error `code` (tests, status). */
+export const sendFailureCount = (node: string, code: string): Effect.Effect<number> =>
+  Effect.map(Metric.value(sendFailedFor(node, code)), (state) => state.count)
+
+type SocketName = "unicast" | "discovery"
+
+/** What the socket listeners hand the receive fiber. */
+type Received =
+  | { readonly _tag: "Datagram"; readonly bytes: Uint8Array; readonly source: Address }
+  | { readonly _tag: "SocketError"; readonly socket: SocketName; readonly error: Error }
+
+interface SocketSpec {
+  readonly name: SocketName
+  readonly address: string
+  readonly port: number
+  readonly reuseAddr: boolean
+  readonly onMessage: (message: Buffer, remote: Dgram.RemoteInfo) => void
+  /** Errors after the bind; they are handed to the receive fiber to be logged. */
+  readonly onError: (error: Error) => void
+}
+
+const errorCode = (error: unknown): string =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+    ? error.code
+    : "unknown"
+
+const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)))
+
+/**
+ * Binds a socket inside the scope; the scope's end closes it and waits until it is closed, so
+ * the port is free again. The listeners are attached before the bind and stay for the
+ * socket's life: a datagram is never missed, and an `"error"` event is never unhandled
+ * (Node throws an unhandled one).
+ */
+const openSocket = (spec: SocketSpec): Effect.Effect<Dgram.Socket, UdpBindError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<Dgram.Socket, UdpBindError>((resume) => {
+      const socket = Dgram.createSocket({
+        type: "udp4",
+        reuseAddr: spec.reuseAddr,
+        recvBufferSize: SocketBufferBytes,
+        sendBufferSize: SocketBufferBytes
+      })
+      let settled = false
+      const fail = (error: unknown) => {
+        settled = true
+        closeQuietly(socket)
+        resume(
+          Effect.fail(
+            new UdpBindError({
+              socket: spec.name,
+              address: spec.address,
+              port: spec.port,
+              message: asError(error).message
+            })
+          )
+        )
+      }
+      socket.on("message", spec.onMessage)
+      socket.on("error", (error) => {
+        if (settled) spec.onError(error)
+        else fail(error)
+      })
+      try {
+        socket.bind({ address: spec.address, port: spec.port }, () => {
+          if (settled) return
+          try {
+            // Unicast: broadcasts leave from it. Discovery: as the design asks; harmless on receive.
+            socket.setBroadcast(true)
+          } catch (error) {
+            fail(error)
+            return
+          }
+          settled = true
+          resume(Effect.succeed(socket))
+        })
+      } catch (error) {
+        fail(error)
+      }
+      // Interrupted while binding: close what was opened.
+      return Effect.sync(() => {
+        settled = true
+        closeQuietly(socket)
+      })
+    }),
+    (socket) =>
+      Effect.async<void>((resume) => {
+        try {
+          socket.close(() => resume(Effect.void))
+        } catch {
+          // Already closed.
+          resume(Effect.void)
+        }
+      })
+  )
+
+const closeQuietly = (socket: Dgram.Socket): void => {
+  try {
+    socket.close()
+  } catch {
+    // Already closed.
+  }
+}
+
+const checkPort = (name: string, port: number, min: number): Effect.Effect<void> =>
+  Number.isInteger(port) && port >= min && port <= 65535
+    ? Effect.void
+    : Effect.dieMessage(`${name} must be an integer between ${min} and 65535, got ${port}`)
+
+/**
+ * Builds the transport in the current scope: binds its sockets, forks its receive fiber; the
+ * scope's end stops the fiber, closes the sockets (their ports are free once it is done),
+ * ends `incoming`, and makes every later `send`/`broadcast` fail with `TransportClosed`.
+ */
+export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpBindError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const node = options.identity.id
+    const bindAddress = options.bindAddress ?? BindAddressDefault
+    const discoveryPort = options.discoveryPort ?? DiscoveryPortDefault
+    const broadcastAddress = options.broadcastAddress ?? BroadcastAddressDefault
+    const limitBytes = options.maxDatagramBytes ?? DatagramBytesDefault
+    const receiveCapacity = options.receiveQueueCapacity ?? ReceiveQueueCapacityDefault
+    yield* checkPort("port", options.port ?? 0, 0)
+    yield* checkPort("discoveryPort", discoveryPort, 1)
+    if (!(Number.isInteger(limitBytes) && limitBytes >= DatagramBytesMin && limitBytes <= DatagramBytesMax)) {
+      return yield* Effect.dieMessage(
+        `maxDatagramBytes must be between ${DatagramBytesMin} and ${DatagramBytesMax}, got ${limitBytes}`
+      )
+    }
+    if (!(Number.isInteger(receiveCapacity) && receiveCapacity >= 1)) {
+      return yield* Effect.dieMessage(
+        `receiveQueueCapacity must be a positive integer, got ${receiveCapacity}`
+      )
+    }
+
+    // Sliding, not dropping: when the decoder falls behind, the oldest datagram goes. The newest
+    // carry the freshest protocol state (the current epoch's heartbeats, cumulative acks that
+    // subsume older ones, clients' latest retries), and whatever is lost is retransmitted.
+    const received = yield* Mailbox.make<Received>({ capacity: receiveCapacity, strategy: "sliding" })
+    // Suspend: a slow consumer holds the receive fiber back, so the one place that drops (and
+    // counts) is the sliding mailbox above.
+    const delivered = yield* Mailbox.make<Incoming>({ capacity: IncomingQueueCapacity, strategy: "suspend" })
+    // Finalizers run last-added first: these two run after the sockets are closed.
+    yield* Effect.addFinalizer(() => delivered.end)
+    yield* Effect.addFinalizer(() => received.shutdown)
+
+    const overflowCounter = Metric.tagged(Metric.tagged(datagramsDropped, "node", node), "reason", "overflow")
+    // Overflow is counted at once, in the listener: metrics are global, so this needs no fiber
+    // and loses no context, and the count is right even while the receive fiber waits on a
+    // stalled consumer. The warning is logged by the receive fiber.
+    let overflowUnlogged = 0
+    const enqueue = (item: Received): void => {
+      const size = received.unsafeSize()
+      // Full: the sliding mailbox drops its oldest datagram to take this one.
+      if (Option.isSome(size) && size.value >= receiveCapacity) {
+        overflowCounter.unsafeUpdate(1, [])
+        overflowUnlogged += 1
+      }
+      received.unsafeOffer(item)
+    }
+    const onMessage = (message: Buffer, remote: Dgram.RemoteInfo): void => {
+      const bytes =
+        message.byteLength > limitBytes ? new Uint8Array(message.subarray(0, limitBytes + 1)) : message
+      enqueue({ _tag: "Datagram", bytes, source: { host: remote.address, port: remote.port } })
+    }
+    const onErrorOf =
+      (socket: SocketName) =>
+      (error: Error): void =>
+        enqueue({ _tag: "SocketError", socket, error })
+
+    const unicast = yield* openSocket({
+      name: "unicast",
+      address: bindAddress,
+      port: options.port ?? 0,
+      reuseAddr: false,
+      onMessage,
+      onError: onErrorOf("unicast")
+    })
+    if (options.listenDiscovery ?? true) {
+      yield* openSocket({
+        name: "discovery",
+        address: "0.0.0.0",
+        port: discoveryPort,
+        reuseAddr: true,
+        onMessage,
+        onError: onErrorOf("discovery")
+      })
+    }
+    const bound = unicast.address()
+    const address: Address = { host: bound.address, port: bound.port }
+
+    const codec = makeDatagramCodec({
+      identity: options.identity,
+      port: bound.port,
+      boot: options.boot,
+      maxDatagramBytes: limitBytes,
+      clusterKey: options.clusterKey
+    })
+    const receivedCounter = Metric.tagged(datagramsReceived, "node", node)
+
+    const handle = (item: Received): Effect.Effect<void> => {
+      if (item._tag === "SocketError") {
+        return Effect.logWarning("socket error").pipe(
+          Effect.annotateLogs({ socket: item.socket, code: errorCode(item.error), error: item.error.message })
+        )
+      }
+      return Effect.flatMap(codec.decode(item.bytes, item.source), (incoming) =>
+        Option.isNone(incoming)
+          ? Effect.void
+          : Effect.zipRight(Metric.increment(receivedCounter), delivered.offer(incoming.value))
+      )
+    }
+    // Catches everything a datagram can cause, defects of the pipeline included: the loop lives on.
+    const handleSafely = (item: Received): Effect.Effect<void> =>
+      Effect.catchAllCause(handle(item), (cause) =>
+        Effect.zipRight(countDrop(node, "defect"), Effect.logError("datagram handling failed", cause))
+      )
+    const logOverflow = Effect.suspend(() => {
+      const count = overflowUnlogged
+      overflowUnlogged = 0
+      return count === 0
+        ? Effect.void
+        : Effect.logWarning("receive queue full: oldest datagrams dropped").pipe(
+            Effect.annotateLogs({ dropped: count })
+          )
+    })
+    const receiveLoop: Effect.Effect<void> = Effect.gen(function* () {
+      while (true) {
+        const [items, done] = yield* received.takeAll
+        yield* logOverflow
+        for (const item of items) yield* handleSafely(item)
+        if (done) return
+      }
+    })
+    yield* Effect.forkScoped(receiveLoop)
+
+    // Set first thing when the scope closes (this finalizer was added last).
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+      })
+    )
+
+    /** Sends every datagram and waits for each one's outcome; returns the errors. */
+    const sendAll = (
+      datagrams: ReadonlyArray<Uint8Array>,
+      to: Address
+    ): Effect.Effect<ReadonlyArray<unknown>> =>
+      Effect.async<ReadonlyArray<unknown>>((resume) => {
+        const errors: Array<unknown> = []
+        let pending = datagrams.length
+        const settle = (error: unknown) => {
+          if (error !== null && error !== undefined) errors.push(error)
+          pending -= 1
+          if (pending === 0) resume(Effect.succeed(errors))
+        }
+        if (pending === 0) return resume(Effect.succeed(errors))
+        for (const bytes of datagrams) {
+          try {
+            unicast.send(bytes, to.port, to.host, settle)
+          } catch (error) {
+            // Thrown synchronously: bad port or address, or the socket is closed.
+            settle(error)
+          }
+        }
+      })
+
+    const deliver = (to: Address, message: Outgoing): Effect.Effect<void, TransportError> =>
+      Effect.gen(function* () {
+        if (closed) return yield* new TransportClosed()
+        const datagrams = yield* codec.encode(message)
+        const errors = yield* sendAll(datagrams, to)
+        if (errors.length === 0) return
+        if (closed) return yield* new TransportClosed()
+        // Not fatal: UDP promises nothing, and every protocol step retransmits.
+        for (const error of errors) yield* Metric.increment(sendFailedFor(node, errorCode(error)))
+        const first = errors[0]
+        yield* Effect.logWarning("datagram send failed").pipe(
+          Effect.annotateLogs({
+            node,
+            to: `${to.host}:${to.port}`,
+            body: message.body._tag,
+            failed: `${errors.length} of ${datagrams.length}`,
+            code: errorCode(first),
+            error: asError(first).message
+          })
+        )
+      })
+
+    const broadcastTo: Address = { host: broadcastAddress, port: discoveryPort }
+
+    // One message per pull: a consumer that stops early (e.g. `Stream.runHead`) takes no more
+    // than it uses, so a later consumer gets the rest. Concurrent consumers split the messages.
+    const incoming: Stream.Stream<Incoming> = Stream.repeatEffectOption(
+      Effect.mapError(delivered.take, () => Option.none())
+    )
+
+    yield* Effect.logDebug("udp transport open").pipe(
+      Effect.annotateLogs({
+        address: `${address.host}:${address.port}`,
+        discoveryPort: (options.listenDiscovery ?? true) ? discoveryPort : "closed",
+        broadcast: `${broadcastAddress}:${discoveryPort}`,
+        recvBufferBytes: unicast.getRecvBufferSize()
+      })
+    )
+
+    return Transport.of({
+      address,
+      send: deliver,
+      broadcast: (message) => deliver(broadcastTo, message),
+      incoming
+    })
+  }).pipe(Effect.annotateLogs({ node: options.identity.id }))
+
+/** `Transport` over node:dgram, with options given in code. */
+export const layerUdp = (options: UdpOptions): Layer.Layer<Transport, UdpBindError> =>
+  Layer.scoped(Transport, makeUdp(options))
+
+/** The network settings `Config` can give (`AGORA_*`, DESIGN §7). */
+export interface UdpNetworkSettings {
+  readonly bindAddress: string
+  readonly port: number
+  readonly discoveryPort: number
+  readonly broadcastAddress: string
+  readonly maxDatagramBytes: number
+  readonly clusterKey: Redacted.Redacted<string> | undefined
+}
+
+/** AGORA_BIND, AGORA_PORT, AGORA_DISCOVERY_PORT, AGORA_BROADCAST, AGORA_MAX_DATAGRAM, AGORA_CLUSTER_KEY. */
+export const UdpNetworkConfig: Config.Config<UdpNetworkSettings> = Config.all({
+  bindAddress: Config.string("AGORA_BIND").pipe(Config.withDefault(BindAddressDefault)),
+  port: Config.integer("AGORA_PORT").pipe(
+    Config.validate({
+      message: "AGORA_PORT must be between 0 and 65535",
+      validation: (port) => port >= 0 && port <= 65535
+    }),
+    Config.withDefault(0)
+  ),
+  discoveryPort: Config.port("AGORA_DISCOVERY_PORT").pipe(Config.withDefault(DiscoveryPortDefault)),
+  broadcastAddress: Config.string("AGORA_BROADCAST").pipe(Config.withDefault(BroadcastAddressDefault)),
+  maxDatagramBytes: Config.integer("AGORA_MAX_DATAGRAM").pipe(
+    Config.validate({
+      message: `AGORA_MAX_DATAGRAM must be between ${DatagramBytesMin} and ${DatagramBytesMax}`,
+      validation: (bytes) => bytes >= DatagramBytesMin && bytes <= DatagramBytesMax
+    }),
+    Config.withDefault(DatagramBytesDefault)
+  ),
+  clusterKey: Config.option(Config.redacted("AGORA_CLUSTER_KEY")).pipe(Config.map(Option.getOrUndefined))
+})
+
+/**
+ * `Transport` over node:dgram, with the network settings read from `Config`; who the node is
+ * (identity, boot) comes from its data dir or process, not from configuration.
+ */
+export const layerUdpConfig = (node: {
+  readonly identity: Identity
+  readonly boot: number
+  readonly listenDiscovery?: boolean | undefined
+}): Layer.Layer<Transport, UdpBindError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(UdpNetworkConfig, (settings) => layerUdp({ ...node, ...settings })))
