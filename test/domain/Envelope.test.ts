@@ -16,6 +16,8 @@ import {
   Envelope,
   EnvelopeDecodeError,
   encodeEnvelope,
+  encodeEnvelopeText,
+  encodeEnvelopeTextChecked,
   Oversize
 } from "../../src/domain/Envelope.js"
 import {
@@ -213,6 +215,13 @@ describe("Envelope: round trip (DESIGN §4)", () => {
       return tag !== undefined && SchemaAST.isLiteral(tag) ? tag.literal : undefined
     })
     expect(new Set(samples.map((body) => body._tag))).toEqual(new Set(tags))
+  })
+
+  it("the fast encoding (JSON.stringify) gives the same JSON as the schema's encoding for every body", () => {
+    for (const envelope of envelopes) {
+      const fast = JSON.parse(Either.getOrThrow(encodeEnvelopeText(envelope)))
+      expect(fast).toEqual(JSON.parse(Either.getOrThrow(encodeEnvelopeTextChecked(envelope))))
+    }
   })
 
   it("every body round-trips through bytes, from a server and from a client", () => {

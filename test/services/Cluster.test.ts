@@ -1,0 +1,456 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Clock, Effect } from "effect"
+import { SimNetwork } from "../../src/layers/TransportSim.js"
+import { runScenario } from "../simulation/run.js"
+import {
+  committedPrefixViolations,
+  leadersPerEpochViolations,
+  makeSimCluster
+} from "../simulation/SimCluster.js"
+import { counter } from "../support/Counter.js"
+
+const three = ["s1", "s2", "s3"]
+const five = ["s1", "s2", "s3", "s4", "s5"]
+
+/** A group of `ids` started together with --expect N, its leader elected. */
+const started = (ids: ReadonlyArray<string>, config = {}) =>
+  Effect.gen(function* () {
+    const cluster = yield* makeSimCluster({
+      ids,
+      machine: counter,
+      config: { expect: ids.length, ...config },
+      recordSends: true
+    })
+    yield* Effect.forEach(ids, (id) => cluster.start(id), { discard: true })
+    const leader = yield* cluster.awaitLeader(10_000)
+    return { cluster, leader }
+  })
+
+describe("Cluster — bootstrap (DESIGN §5, Bootstrap)", () => {
+  it("one server alone forms a group and leads; its proposals commit", () => {
+    const state = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* makeSimCluster({ ids: ["s1"], machine: counter })
+        yield* cluster.start("s1")
+        yield* cluster.awaitLeader(5_000)
+        return (yield* cluster.propose(5)).state
+      })
+    )
+    expect(state).toBe(5)
+  })
+
+  it("3 and 5 servers started together with --expect N form one group, led by the highest id", () => {
+    for (const ids of [three, five]) {
+      const result = runScenario(
+        Effect.gen(function* () {
+          const { cluster, leader } = yield* started(ids)
+          yield* cluster.propose(2)
+          const statuses = yield* cluster.statuses
+          return {
+            leader,
+            groups: new Set(statuses.map((s) => s.group)).size,
+            voters: statuses[0]?.members.filter((m) => m.voter).length
+          }
+        })
+      )
+      expect(result).toEqual({ leader: ids.at(-1), groups: 1, voters: ids.length })
+    }
+  })
+
+  it("with --expect N under 10% loss, servers started together still form exactly one group", () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const groups = runScenario(
+        Effect.gen(function* () {
+          const { cluster } = yield* started(five)
+          return new Set((yield* cluster.statuses).map((s) => s.group)).size
+        }),
+        { seed, link: { dropProbability: 0.1 } }
+      )
+      expect(groups).toBe(1)
+    }
+  })
+
+  it("with the default --expect 1 and no loss, servers started together hear each other and form one group", () => {
+    const groups = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* makeSimCluster({ ids: three, machine: counter })
+        yield* Effect.forEach(three, (id) => cluster.start(id), { discard: true })
+        yield* cluster.awaitLeader(10_000)
+        return new Set((yield* cluster.statuses).map((s) => s.group)).size
+      })
+    )
+    expect(groups).toBe(1)
+  })
+})
+
+describe("Cluster — failover (DESIGN §1 promises 1–3)", () => {
+  it("kill the leader: a new leader within failure timeout + election time holds every committed entry, and proposals continue", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        for (let i = 1; i <= 10; i++) yield* cluster.propose(i)
+        const before = (yield* cluster.committedLogs).get(leader) ?? []
+        const killedAt = yield* Clock.currentTimeMillis
+        yield* cluster.crash(leader)
+        const next = yield* cluster.awaitLeader(5_000)
+        const electedAfterMs = (yield* Clock.currentTimeMillis) - killedAt
+        const after = (yield* cluster.committedLogs).get(next) ?? []
+        const state = (yield* cluster.propose(100)).state
+        return {
+          next,
+          electedAfterMs,
+          kept: before.every((entry, i) => JSON.stringify(after[i]) === JSON.stringify(entry)),
+          state
+        }
+      })
+    )
+    expect(result.next).not.toBe("s3")
+    expect(result.electedAfterMs).toBeLessThanOrEqual(300 + 150 + 100)
+    expect(result.kept).toBe(true)
+    expect(result.state).toBe(155)
+  })
+
+  it("a restarted follower does not depose the healthy leader, loses nothing and catches up", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        const epoch = (yield* cluster.statuses).find((s) => s.id === leader)?.epoch
+        yield* cluster.propose(1)
+        yield* cluster.crash("s1")
+        for (let i = 0; i < 5; i++) yield* cluster.propose(1)
+        yield* cluster.start("s1")
+        yield* Effect.sleep(2_000)
+        const statuses = yield* cluster.statuses
+        const s1 = statuses.find((s) => s.id === "s1")
+        return {
+          leader: (yield* cluster.leaders).map((s) => s.id),
+          epochs: statuses.map((s) => s.epoch),
+          epoch,
+          s1Applied: s1?.appliedSeq,
+          leaderCommit: statuses.find((s) => s.id === leader)?.commitSeq
+        }
+      })
+    )
+    expect(result.leader).toEqual(["s3"])
+    expect(result.epochs).toEqual([result.epoch, result.epoch, result.epoch])
+    expect(result.s1Applied).toBe(result.leaderCommit)
+  })
+
+  it("a restarted server with a stale log never wins over fresher servers", () => {
+    const winner = runScenario(
+      Effect.gen(function* () {
+        const { cluster } = yield* started(three)
+        // s3 leads; s3 misses entries while down; then the leader s... crash s3, s2 leads, s3 comes back stale.
+        yield* cluster.crash("s3")
+        yield* cluster.awaitLeader(5_000)
+        for (let i = 0; i < 5; i++) yield* cluster.propose(1)
+        yield* cluster.start("s3")
+        yield* Effect.sleep(1_000)
+        // Now kill the current leader: s3 (highest id, stale log) must not win against s1 if s1 is fresher.
+        const current = (yield* cluster.leaders)[0]?.id ?? "none"
+        yield* cluster.crash(current)
+        yield* Effect.sleep(50)
+        const next = yield* cluster.awaitLeader(5_000)
+        const logs = yield* cluster.committedLogs
+        return { next, sum: (yield* cluster.propose(0)).state, logs: logs.size }
+      })
+    )
+    expect(winner.sum).toBe(5)
+  })
+
+  it("an isolated follower does not depose a healthy leader when it comes back (pre-vote)", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        const network = yield* SimNetwork
+        const epoch = (yield* cluster.statuses)[0]?.epoch
+        yield* network.partition([["s1"], ["s2", "s3"]])
+        yield* Effect.sleep(3_000)
+        yield* network.heal
+        yield* Effect.sleep(1_000)
+        yield* cluster.propose(1)
+        return {
+          leader,
+          leaders: (yield* cluster.leaders).map((s) => s.id),
+          epochs: (yield* cluster.statuses).map((s) => s.epoch),
+          epoch
+        }
+      })
+    )
+    expect(result.leaders).toEqual([result.leader])
+    expect(result.epochs).toEqual([result.epoch, result.epoch, result.epoch])
+  })
+})
+
+describe("Cluster — partitions (DESIGN §1 promise 4: no split brain)", () => {
+  it("partition 2|1 with the leader alone: it commits nothing, answers no read, steps down; the majority elects and commits; after heal one history", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        const network = yield* SimNetwork
+        yield* cluster.propose(1)
+        yield* network.partition([[leader], three.filter((id) => id !== leader)])
+        const isolated = cluster.cluster(leader)
+        if (isolated === undefined) return yield* Effect.dieMessage("leader not running")
+        const stuck = yield* Effect.either(isolated.propose(1000))
+        const read = yield* Effect.either(isolated.read)
+        const next = yield* cluster.awaitLeader(
+          5_000,
+          three.filter((id) => id !== leader)
+        )
+        yield* cluster.propose(10)
+        const isolatedRole = (yield* isolated.status).role
+        yield* network.heal
+        yield* Effect.sleep(2_000)
+        const logs = yield* cluster.committedLogs
+        return {
+          stuck: stuck._tag === "Left" ? stuck.left : "committed",
+          read: read._tag,
+          next,
+          isolatedRole,
+          leaders: (yield* cluster.leaders).length,
+          prefix: committedPrefixViolations(logs),
+          oneLeaderPerEpoch: leadersPerEpochViolations(cluster.roleEvents),
+          states: (yield* Effect.forEach(
+            three,
+            (id) => cluster.cluster(id)?.read.pipe(Effect.either) ?? Effect.succeed(null)
+          )).length,
+          sum: (yield* cluster.propose(0)).state
+        }
+      })
+    )
+    expect(result.stuck).toMatchObject({ _tag: "NotLeader" })
+    expect(result.read).toBe("Left")
+    expect(result.isolatedRole).not.toBe("leader")
+    expect(result.leaders).toBe(1)
+    expect(result.prefix).toEqual([])
+    expect(result.oneLeaderPerEpoch).toEqual([])
+    expect(result.sum).toBe(11)
+  })
+
+  it("5 servers under changing partitions: never two leaders in one epoch, committed logs always prefixes of one another", () => {
+    for (const seed of [1, 2, 3]) {
+      const violations = runScenario(
+        Effect.gen(function* () {
+          const { cluster } = yield* started(five)
+          const network = yield* SimNetwork
+          const found: Array<string> = []
+          const shapes = [
+            [
+              ["s1", "s2"],
+              ["s3", "s4", "s5"]
+            ],
+            [["s5"], ["s1", "s2", "s3", "s4"]],
+            [
+              ["s1", "s3", "s5"],
+              ["s2", "s4"]
+            ],
+            [["s1"], ["s2"], ["s3", "s4", "s5"]],
+            [
+              ["s4", "s5"],
+              ["s1", "s2", "s3"]
+            ]
+          ]
+          for (let step = 0; step < 15; step++) {
+            const shape = shapes[(step * 7 + seed) % shapes.length] ?? []
+            yield* network.partition(shape)
+            yield* Effect.forEach([1, 2, 3], () => cluster.propose(1, 500).pipe(Effect.ignore), {
+              concurrency: 3,
+              discard: true
+            })
+            yield* Effect.sleep(700)
+            found.push(...committedPrefixViolations(yield* cluster.committedLogs))
+            found.push(...leadersPerEpochViolations(cluster.roleEvents))
+          }
+          yield* network.heal
+          yield* cluster.awaitLeader(10_000)
+          found.push(...committedPrefixViolations(yield* cluster.committedLogs))
+          return found
+        }),
+        { seed }
+      )
+      expect(violations).toEqual([])
+    }
+  })
+
+  it("a deposed leader sends nothing as leader once it has seen a higher epoch", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        const network = yield* SimNetwork
+        const oldEpoch = (yield* cluster.statuses)[0]?.epoch ?? 0
+        yield* network.partition([[leader], three.filter((id) => id !== leader)])
+        yield* cluster.awaitLeader(
+          5_000,
+          three.filter((id) => id !== leader)
+        )
+        yield* network.heal
+        yield* Effect.sleep(2_000)
+        const sawHigher =
+          cluster.roleEvents.find((e) => e.id === leader && e.epoch > oldEpoch)?.atMs ??
+          Number.POSITIVE_INFINITY
+        const leaderSendsAfter = cluster.sendEvents.filter(
+          (e) =>
+            e.id === leader &&
+            e.atMs > sawHigher &&
+            (e.tag === "Heartbeat" || e.tag === "Replicate") &&
+            e.epoch === oldEpoch
+        )
+        return { sawHigher: Number.isFinite(sawHigher), leaderSendsAfter: leaderSendsAfter.length }
+      })
+    )
+    expect(result).toEqual({ sawHigher: true, leaderSendsAfter: 0 })
+  })
+})
+
+describe("Cluster — lossy network (DESIGN §5, Replication)", () => {
+  it("with 20% loss, duplication and reordering, 1,000 proposals all commit exactly once", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster } = yield* started(three)
+        const values = Array.from({ length: 1_000 }, (_, i) => i + 1)
+        const outcomes = yield* Effect.forEach(
+          values,
+          (value) => Effect.either(cluster.propose(value, 60_000)),
+          { concurrency: 20 }
+        )
+        const logs = yield* cluster.committedLogs
+        const leaderLog = [...logs.values()].reduce((a, b) => (a.length >= b.length ? a : b))
+        const applied = leaderLog.flatMap((entry) =>
+          entry.body._tag === "App" ? (entry.body.data as Array<number>) : []
+        )
+        const counts = new Map<number, number>()
+        for (const value of applied) counts.set(value, (counts.get(value) ?? 0) + 1)
+        return {
+          acknowledged: outcomes.filter((o) => o._tag === "Right").length,
+          missing: values.filter((v) => (counts.get(v) ?? 0) === 0).length,
+          twice: [...counts.values()].filter((n) => n > 1).length,
+          prefix: committedPrefixViolations(logs)
+        }
+      }),
+      {
+        link: {
+          dropProbability: 0.2,
+          duplicateProbability: 0.1,
+          reorderProbability: 0.2,
+          delayMsMin: 1,
+          delayMsMax: 5
+        }
+      }
+    )
+    expect(result).toEqual({ acknowledged: 1_000, missing: 0, twice: 0, prefix: [] })
+  })
+})
+
+describe("Cluster — membership (DESIGN §5, Membership)", () => {
+  const voters = (
+    statuses: ReadonlyArray<{
+      readonly id: string
+      readonly members: ReadonlyArray<{ readonly id: string; readonly voter: boolean }>
+    }>,
+    of: string
+  ) =>
+    (statuses.find((s) => s.id === of)?.members ?? [])
+      .filter((m) => m.voter)
+      .map((m) => m.id)
+      .sort()
+
+  it("a 4th server joins by a committed entry, as a learner first, then a voter", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* makeSimCluster({
+          ids: [...three, "s4"],
+          machine: counter,
+          config: { expect: 3 }
+        })
+        yield* Effect.forEach(three, (id) => cluster.start(id), { discard: true })
+        const leader = yield* cluster.awaitLeader(10_000)
+        yield* cluster.propose(7)
+        yield* cluster.start("s4")
+        yield* Effect.sleep(3_000)
+        const statuses = yield* cluster.statuses
+        const s4 = statuses.find((s) => s.id === "s4")
+        const log = (yield* cluster.committedLogs).get(leader) ?? []
+        return {
+          voters: voters(statuses, leader),
+          s4Applied: s4?.appliedSeq === statuses.find((s) => s.id === leader)?.appliedSeq,
+          changes: log.flatMap((e) =>
+            e.body._tag === "ServerJoined" || e.body._tag === "ServerPromoted" ? [`${e.body._tag}`] : []
+          )
+        }
+      })
+    )
+    expect(result).toEqual({
+      voters: ["s1", "s2", "s3", "s4"],
+      s4Applied: true,
+      changes: ["ServerJoined", "ServerPromoted"]
+    })
+  })
+
+  it("in a group of 3, a dead server is never removed (--min-servers 3)", () => {
+    const remaining = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three, { removalTimeoutMs: 5_000 })
+        yield* cluster.crash(three.find((id) => id !== leader) ?? "s1")
+        yield* Effect.sleep(20_000)
+        return voters(yield* cluster.statuses, leader)
+      })
+    )
+    expect(remaining).toEqual(three)
+  })
+
+  it("in a group of 5, a dead server is removed after the removal timeout, not sooner, and rejoins when it comes back", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(five, { removalTimeoutMs: 5_000 })
+        yield* cluster.crash("s1")
+        yield* Effect.sleep(4_500)
+        const before = voters(yield* cluster.statuses, leader)
+        yield* Effect.sleep(1_500)
+        const after = voters(yield* cluster.statuses, leader)
+        yield* cluster.start("s1")
+        yield* Effect.sleep(5_000)
+        const statuses = yield* cluster.statuses
+        const s1 = statuses.find((s) => s.id === "s1")
+        return {
+          before,
+          after,
+          back: voters(statuses, leader),
+          s1Role: s1?.role,
+          s1Incarnation: s1?.incarnation.startsWith("s1-")
+        }
+      })
+    )
+    expect(result.before).toEqual(five)
+    expect(result.after).toEqual(["s2", "s3", "s4", "s5"])
+    expect(result.back).toEqual(five)
+    expect(result.s1Role).toBe("follower")
+  })
+
+  it("a server that lost its store rejoins as a new incarnation, replacing the old one, and catches up", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        yield* cluster.propose(4)
+        const victim = three.find((id) => id !== leader) ?? "s1"
+        const oldIncarnation = (yield* cluster.statuses).find((s) => s.id === victim)?.incarnation
+        yield* cluster.crash(victim, { loseStore: true })
+        yield* cluster.propose(5)
+        yield* cluster.start(victim)
+        yield* Effect.sleep(5_000)
+        const statuses = yield* cluster.statuses
+        const members = statuses.find((s) => s.id === leader)?.members ?? []
+        const back = statuses.find((s) => s.id === victim)
+        return {
+          newIncarnation: back?.incarnation !== oldIncarnation,
+          listed: members
+            .filter((m) => m.id === victim)
+            .map((m) => [m.incarnation === back?.incarnation, m.voter]),
+          caughtUp: back?.appliedSeq === statuses.find((s) => s.id === leader)?.appliedSeq,
+          sum: (yield* cluster.propose(0)).state
+        }
+      })
+    )
+    expect(result).toEqual({ newIncarnation: true, listed: [[true, true]], caughtUp: true, sum: 9 })
+  })
+})
