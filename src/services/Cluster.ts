@@ -16,7 +16,14 @@ import { Cause, Clock, Deferred, Effect, Exit, Metric, Queue, Random, Schema, Sc
 import type { ClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import { MemoryLog } from "../domain/cluster/Log.js"
-import type { Input, Outcome, Output, Replica, Role } from "../domain/cluster/Replica.js"
+import {
+  type Input,
+  leaderInfo,
+  type Outcome,
+  type Output,
+  type Replica,
+  type Role
+} from "../domain/cluster/Replica.js"
 import type { StateMachine } from "../domain/cluster/StateMachine.js"
 import { makeReplica, step, takeReady } from "../domain/cluster/Step.js"
 import type { Body } from "../domain/Envelope.js"
@@ -49,6 +56,8 @@ export interface ClusterStatus {
   readonly group: GroupId | null
   readonly epoch: Epoch
   readonly leader: ServerId | null
+  /** Where the leader is, as this server knows it (its own unicast address when it leads). */
+  readonly leaderInfo: LeaderInfo | null
   readonly lastSeq: Seq
   readonly commitSeq: Seq
   readonly appliedSeq: Seq
@@ -380,6 +389,7 @@ export const makeCluster = <S, C, E, Err>(
         group: replica.group,
         epoch: replica.epoch,
         leader: replica.leader,
+        leaderInfo: leaderInfo(replica),
         lastSeq: replica.log.lastSeq,
         commitSeq: replica.commitSeq,
         appliedSeq: replica.appliedSeq,

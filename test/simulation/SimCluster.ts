@@ -25,7 +25,8 @@ import {
   LogStore,
   type MemoryStoreData,
   makeMemory,
-  makeMemoryStoreData
+  makeMemoryStoreData,
+  type Stored
 } from "../../src/services/LogStore.js"
 import { Transport } from "../../src/services/Transport.js"
 
@@ -51,8 +52,21 @@ export interface SendEvent {
   readonly epoch: number | undefined
 }
 
+/** What a server is built from; the default builds a bare cluster of `machine`. */
+export interface ServerContext {
+  readonly id: ServerId
+  readonly config: ClusterConfig
+  readonly stored: Stored
+  readonly incarnation: Incarnation
+  readonly onRoleChanged: (role: Role, epoch: number, leader: ServerId | null) => Effect.Effect<void>
+}
+
 export interface SimClusterOptions<S, C, E, Err> {
   readonly ids: ReadonlyArray<string>
+  /** Builds one server's service on its transport and store (default: `makeCluster` of `machine`). */
+  readonly makeServer?: (
+    context: ServerContext
+  ) => Effect.Effect<ClusterShape<S, C, Err>, never, Transport | LogStore | Scope.Scope>
   /** Record every message each server sends (memory grows with the run). */
   readonly recordSends?: boolean
   readonly machine: StateMachine<S, C, E, Err>
@@ -124,9 +138,8 @@ export const makeSimCluster = <S, C, E, Err>(
                   )
               })
             : transport
-        const cluster = yield* makeCluster({
+        const context: ServerContext = {
           id: slot.id,
-          machine: options.machine,
           config,
           stored,
           incarnation,
@@ -134,7 +147,9 @@ export const makeSimCluster = <S, C, E, Err>(
             Effect.map(Clock.currentTimeMillis, (atMs) => {
               roleEvents.push({ atMs, id, role, epoch, leader })
             })
-        }).pipe(
+        }
+        const build = options.makeServer?.(context) ?? makeCluster({ ...context, machine: options.machine })
+        const cluster = yield* build.pipe(
           Scope.extend(scope),
           Effect.provideService(Transport, tapped),
           Effect.provideService(LogStore, store),

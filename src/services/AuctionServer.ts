@@ -1,0 +1,509 @@
+/**
+ * The auction service on the cluster (DESIGN §3, §5): the Agora state
+ * machine (sessions + auctions) on the replicated log, and what a server
+ * does for clients.
+ *
+ * Any server answers a client; only the leader decides. A request becomes a
+ * proposal and is answered from the committed client table, so a retry gets
+ * the first answer. Everything only a leader does — deadline timers, the
+ * notifier, session expiry — lives in its leadership scope (`LeaderDuties`)
+ * and stops the moment it stops leading.
+ */
+import { Clock, Effect, Fiber, HashMap, Metric, Option, Queue, Random, type Scope } from "effect"
+import {
+  type AgoraCommand,
+  type AgoraEvent,
+  type AgoraRefusal,
+  type AgoraState,
+  agoraMachine,
+  commandOf
+} from "../domain/agora/Agora.js"
+import type { AuctionCommand } from "../domain/auction/index.js"
+import { findAuction, listOpen, notificationsFor, recipientsOf } from "../domain/auction/index.js"
+import type { ClusterConfig } from "../domain/cluster/Config.js"
+import type { LogEntry } from "../domain/cluster/Entry.js"
+import type { Body } from "../domain/Envelope.js"
+import type {
+  AuctionId,
+  ClientId,
+  Epoch,
+  Incarnation,
+  RequestId,
+  ServerId,
+  SessionId,
+  SessionToken
+} from "../domain/Ids.js"
+import type { AuctionSummary, ClientOp, ErrorCode, LeaderInfo, ReplyResult } from "../domain/Messages.js"
+import type { Address } from "../domain/Schemas.js"
+import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
+import type { LogStore, Stored } from "./LogStore.js"
+import { type Incoming, Transport } from "./Transport.js"
+
+export interface AuctionServerConfig {
+  /** Round deadline (`--round-timeout`, 60 s). */
+  readonly roundTimeoutMs: number
+  /** Time the auctioneer has to start after the ready check (`--start-timeout`, 60 s). */
+  readonly startTimeoutMs: number
+  /** A client silent this long loses its session, and leaves the auctions still waiting. */
+  readonly sessionTimeoutMs: number
+  /** A closed or cancelled auction stays queryable this long before it is purged from the state. */
+  readonly retentionMs: number
+  /** Unacknowledged notifications are resent after this long. */
+  readonly notifyResendMs: number
+  /** The datagram limit: list pages are cut to fit it. */
+  readonly maxDatagramBytes: number
+}
+
+export const defaultAuctionServerConfig: AuctionServerConfig = {
+  roundTimeoutMs: 60_000,
+  startTimeoutMs: 60_000,
+  sessionTimeoutMs: 60_000,
+  retentionMs: 60 * 60_000,
+  notifyResendMs: 300,
+  maxDatagramBytes: 1_400
+}
+
+export interface AuctionServerOptions {
+  readonly id: ServerId
+  readonly cluster: ClusterConfig
+  readonly server: AuctionServerConfig
+  readonly stored: Stored
+  readonly incarnation: Incarnation
+  readonly onRoleChanged?: Parameters<typeof makeCluster>[0]["onRoleChanged"]
+}
+
+export type AgoraCluster = ClusterShape<AgoraState, AgoraCommand, AgoraRefusal>
+
+/** Client messages handled at once; past this, datagrams wait for a slot (clients retry anyway). */
+const ClientHandlersMax = 4_096
+/** Notifications sent per stream per pass: a long backlog goes out over several passes. */
+const NoticesPerPass = 32
+
+export const clientRequests = Metric.counter("agora_client_requests", {
+  description: "client requests handled, by outcome",
+  incremental: true
+})
+
+/** A leader's notification stream of one auction to one session (soft state, DESIGN §5). */
+interface NoticeStream {
+  readonly session: SessionId
+  readonly auction: AuctionId
+  /** Every notice up to this seq was acknowledged. */
+  acked: number
+  /** Every notice up to this seq was sent at least once. */
+  sent: number
+  lastSentMs: number
+}
+
+interface LeaderDuties {
+  readonly applied: (events: ReadonlyArray<AgoraEvent>, state: AgoraState) => Effect.Effect<void>
+  readonly touch: (session: SessionId) => void
+  readonly ack: (session: SessionId, auction: AuctionId, seq: number) => void
+  readonly subscribe: (session: SessionId, auction: AuctionId, fromSeq: number) => void
+}
+
+export const makeAuctionServer = (
+  options: AuctionServerOptions
+): Effect.Effect<AgoraCluster, never, Transport | LogStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    const serverScope = yield* Effect.scope
+    const config = options.server
+    const handlers = yield* Effect.makeSemaphore(ClientHandlersMax)
+    let duties: LeaderDuties | null = null
+    let latest: AgoraState = agoraMachine.initial
+
+    const reply = (to: Address, body: Body) => transport.send(to, { body }).pipe(Effect.ignore)
+
+    const cluster: AgoraCluster = yield* makeCluster({
+      id: options.id,
+      machine: agoraMachine,
+      config: options.cluster,
+      stored: options.stored,
+      incarnation: options.incarnation,
+      onRoleChanged: options.onRoleChanged,
+      onApplied: (_entry: LogEntry, events, state) =>
+        Effect.suspend(() => {
+          latest = state
+          return duties === null ? Effect.void : duties.applied(events, state)
+        }),
+      whileLeader: (epoch) =>
+        Effect.gen(function* () {
+          const mine = yield* makeLeaderDuties(epoch)
+          duties = mine
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              if (duties === mine) duties = null
+            })
+          )
+        }),
+      // Each message in a fiber of its own (a proposal waits for its commit), in the server's
+      // scope so a crash stops them; bounded, so a flood waits in the transport's queue instead.
+      onClientMessage: (incoming) =>
+        Effect.zipRight(
+          handlers.take(1),
+          Effect.forkIn(Effect.ensuring(handleClient(incoming), handlers.release(1)), serverScope)
+        )
+    })
+
+    const leaderInfo: Effect.Effect<LeaderInfo | null> = Effect.map(
+      cluster.status,
+      (status) => status.leaderInfo
+    )
+
+    const notLeader = (to: Address) =>
+      Effect.flatMap(leaderInfo, (leader) => reply(to, { _tag: "NotLeader", leader }))
+
+    const failed = (code: ErrorCode, message: string): ReplyResult => ({ _tag: "Failed", code, message })
+
+    const handleClient = (incoming: Incoming): Effect.Effect<void> => {
+      const { envelope, source } = incoming
+      const body = envelope.body
+      if (envelope.from.role !== "client") return Effect.void
+      const client = envelope.from.id
+      switch (body._tag) {
+        case "Register":
+          return register(client, body.nonce, source)
+        case "Request":
+          duties?.touch(body.session)
+          return body.op._tag === "List"
+            ? list(body.requestId, body.op.page, source)
+            : decideRequest(body.session, body.token, body.requestId, body.op, source)
+        case "Ping":
+          duties?.touch(body.session)
+          return Effect.flatMap(cluster.status, (status) =>
+            status.role === "leader"
+              ? reply(source, { _tag: "Pong", leader: options.id, epoch: status.epoch })
+              : notLeader(source)
+          )
+        case "NotifyAck":
+          duties?.touch(body.session)
+          return Effect.sync(() => duties?.ack(body.session, body.auction, body.seq))
+        case "Subscribe":
+          duties?.touch(body.session)
+          return Effect.sync(() => duties?.subscribe(body.session, body.auction, body.fromSeq))
+        default:
+          return Effect.void
+      }
+    }
+
+    const register = (client: ClientId, nonce: number, source: Address) =>
+      Effect.gen(function* () {
+        const token = (yield* randomHex(16)) as SessionToken
+        const result = yield* Effect.either(
+          cluster.propose({ _tag: "RegisterClient", client, nonce, address: source, token })
+        )
+        if (result._tag === "Left") {
+          return yield* result.left instanceof NotLeader || result.left instanceof SplitGroup
+            ? notLeader(source)
+            : Effect.void
+        }
+        for (const [session, entry] of result.right.state.sessions) {
+          if (entry.client === client && entry.nonce === nonce) {
+            return yield* reply(source, {
+              _tag: "Registered",
+              nonce,
+              session,
+              token: entry.token,
+              leader: options.id
+            })
+          }
+        }
+      })
+
+    const decideRequest = (
+      session: SessionId,
+      token: SessionToken,
+      requestId: RequestId,
+      op: Exclude<ClientOp, { readonly _tag: "List" }>,
+      source: Address
+    ) =>
+      Effect.gen(function* () {
+        const command: AuctionCommand = commandOf(op, session, config)
+        const result = yield* Effect.either(
+          cluster.propose({ _tag: "ClientRequest", session, token, requestId, command })
+        )
+        const answer = (result: ReplyResult) => reply(source, { _tag: "Reply", requestId, result })
+        if (result._tag === "Right") {
+          const entry = HashMap.get(result.right.state.sessions, session)
+          if (Option.isSome(entry) && entry.value.lastRequest === requestId && entry.value.answer !== null) {
+            yield* Metric.increment(Metric.tagged(clientRequests, "outcome", entry.value.answer._tag))
+            return yield* answer(entry.value.answer)
+          }
+          // A newer request of the same session overtook this one: it is stale now.
+          return
+        }
+        const error = result.left
+        yield* Metric.increment(Metric.tagged(clientRequests, "outcome", error._tag))
+        switch (error._tag) {
+          case "NotLeader":
+            return yield* notLeader(source)
+          case "SplitGroup":
+            return yield* answer(
+              failed("SplitGroup", "this group met another one holding client data and stopped serving")
+            )
+          case "UnknownSession":
+            return yield* answer(failed("SessionExpired", `session ${session} does not exist (expired?)`))
+          case "BadToken":
+            return yield* answer(failed("BadToken", `wrong token for session ${session}`))
+          case "StaleRequest":
+            return
+          default:
+            return yield* answer(failed(error._tag, error.message))
+        }
+      })
+
+    /** One page of open auctions, cut to fit a datagram; `after` is the auction id the page continues after. */
+    const list = (requestId: RequestId, after: number, source: Address) =>
+      Effect.gen(function* () {
+        const state = yield* Effect.either(cluster.read)
+        if (state._tag === "Left") return yield* notLeader(source)
+        const rows = listOpen(state.right.auctions, { after: after as AuctionId })
+        const page: Array<AuctionSummary> = []
+        let bytes = 200
+        for (const row of rows) {
+          const size = JSON.stringify(row).length + 1
+          if (page.length > 0 && bytes + size > config.maxDatagramBytes) break
+          page.push(row)
+          bytes += size
+        }
+        const last = page.at(-1)
+        const nextPage = page.length < rows.length && last !== undefined ? last.auction : null
+        yield* reply(source, {
+          _tag: "Reply",
+          requestId,
+          result: { _tag: "Auctions", auctions: page, nextPage }
+        })
+      })
+
+    // -------------------------------------------------------------------------
+    // Leader duties: deadlines, notifications, session expiry.
+
+    const makeLeaderDuties = (epoch: Epoch): Effect.Effect<LeaderDuties, never, Scope.Scope> =>
+      Effect.gen(function* () {
+        const scope = yield* Effect.scope
+        const timers = new Map<AuctionId, Fiber.RuntimeFiber<void>>()
+        const streams = new Map<string, NoticeStream>()
+        const activity = new Map<SessionId, number>()
+        const dirty = yield* Queue.unbounded<string>()
+        const startedMs = yield* Clock.currentTimeMillis
+        /** The time as of the resender's last pass: precise enough for session activity, and free to read. */
+        let nowMs = startedMs
+
+        const propose = (command: AuctionCommand) =>
+          cluster.propose({ _tag: "SystemCommand", command }).pipe(Effect.ignore)
+
+        const schedule = (auction: AuctionId, delayMs: number, command: AuctionCommand | null) =>
+          Effect.gen(function* () {
+            const previous = timers.get(auction)
+            timers.delete(auction)
+            if (previous !== undefined) yield* Fiber.interruptFork(previous)
+            if (command === null) return
+            const fiber = yield* Effect.forkIn(
+              Effect.zipRight(Effect.sleep(delayMs), propose(command)),
+              scope
+            )
+            timers.set(auction, fiber)
+          })
+
+        /** The timer an event calls for (DESIGN §5, Timers across failover). */
+        const deadlineFor = (state: AgoraState, event: AgoraEvent): Effect.Effect<void> => {
+          if (event._tag !== "AuctionHappened") return Effect.void
+          const inner = event.event
+          const auction = Option.getOrUndefined(findAuction(state.auctions, inner.auction))
+          if (auction === undefined) return Effect.void
+          switch (inner._tag) {
+            case "ReadyCheck":
+              return schedule(inner.auction, auction.startTimeoutMs, {
+                _tag: "StartDeadline",
+                auction: inner.auction
+              })
+            case "RoundStarted":
+              return schedule(inner.auction, auction.roundTimeoutMs, {
+                _tag: "RoundDeadline",
+                auction: inner.auction,
+                round: inner.round
+              })
+            case "AuctionClosed":
+            case "AuctionCancelled":
+              return schedule(inner.auction, config.retentionMs, {
+                _tag: "PurgeAuction",
+                auction: inner.auction
+              })
+            case "AuctionPurged":
+              return schedule(inner.auction, 0, null)
+            default:
+              return Effect.void
+          }
+        }
+
+        /** Every open deadline restarted in full: after a failover none is ever shortened. */
+        const restartDeadlines = (state: AgoraState) =>
+          Effect.gen(function* () {
+            for (const auction of HashMap.values(state.auctions.open)) {
+              if (auction.phase === "waiting" && Option.isSome(auction.readyCheckIndex)) {
+                yield* schedule(auction.auction, auction.startTimeoutMs, {
+                  _tag: "StartDeadline",
+                  auction: auction.auction
+                })
+              } else if (auction.phase === "running") {
+                yield* schedule(auction.auction, auction.roundTimeoutMs, {
+                  _tag: "RoundDeadline",
+                  auction: auction.auction,
+                  round: auction.round
+                })
+              }
+            }
+            for (const auction of HashMap.values(state.auctions.history)) {
+              yield* schedule(auction.auction, config.retentionMs, {
+                _tag: "PurgeAuction",
+                auction: auction.auction
+              })
+            }
+          })
+
+        const streamOf = (session: SessionId, auction: AuctionId): NoticeStream => {
+          const key = `${session}/${auction}`
+          let stream = streams.get(key)
+          if (stream === undefined) {
+            stream = { session, auction, acked: 0, sent: 0, lastSentMs: 0 }
+            streams.set(key, stream)
+          }
+          return stream
+        }
+
+        /** Sends what a stream has not sent yet (a bounded number per pass). */
+        const flush = (stream: NoticeStream) =>
+          Effect.gen(function* () {
+            const auction = Option.getOrUndefined(findAuction(latest.auctions, stream.auction))
+            const session = Option.getOrUndefined(HashMap.get(latest.sessions, stream.session))
+            if (auction === undefined || session === undefined) {
+              streams.delete(`${stream.session}/${stream.auction}`)
+              return
+            }
+            const { notifications, length } = notificationsFor(
+              auction,
+              stream.session,
+              stream.sent + 1,
+              NoticesPerPass
+            )
+            for (const { seq, notice } of notifications) {
+              yield* reply(session.address, { _tag: "Notify", auction: stream.auction, seq, notice })
+              stream.sent = seq
+            }
+            stream.lastSentMs = yield* Clock.currentTimeMillis
+            if (stream.sent < length) Queue.unsafeOffer(dirty, `${stream.session}/${stream.auction}`)
+          })
+
+        // The sender: streams with something new.
+        yield* Effect.forkScoped(
+          Effect.forever(
+            Effect.gen(function* () {
+              const keys = new Set(yield* Queue.takeBetween(dirty, 1, 1_024))
+              for (const key of keys) {
+                const stream = streams.get(key)
+                if (stream !== undefined) yield* flush(stream)
+              }
+            })
+          )
+        )
+
+        // The resender: what stays unacknowledged is sent again from the first unacked notice.
+        yield* Effect.forkScoped(
+          Effect.forever(
+            Effect.gen(function* () {
+              yield* Effect.sleep(config.notifyResendMs)
+              const now = yield* Clock.currentTimeMillis
+              nowMs = now
+              for (const [key, stream] of streams) {
+                if (stream.acked < stream.sent && now - stream.lastSentMs >= config.notifyResendMs) {
+                  stream.sent = stream.acked
+                  Queue.unsafeOffer(dirty, key)
+                }
+              }
+            })
+          )
+        )
+
+        // Session expiry: a client silent past the session timeout loses its session (a committed command).
+        yield* Effect.forkScoped(
+          Effect.forever(
+            Effect.gen(function* () {
+              yield* Effect.sleep(Math.max(100, Math.floor(config.sessionTimeoutMs / 4)))
+              const now = yield* Clock.currentTimeMillis
+              for (const session of HashMap.keys(latest.sessions)) {
+                const seenMs = activity.get(session) ?? startedMs
+                if (now - seenMs > config.sessionTimeoutMs) {
+                  activity.delete(session)
+                  yield* cluster.propose({ _tag: "ExpireSession", session }).pipe(Effect.ignore)
+                }
+              }
+            })
+          )
+        )
+
+        // Take over: restart the deadlines in full, then tell every session where the leader is.
+        yield* Effect.forkScoped(
+          Effect.gen(function* () {
+            const restarted = yield* Effect.either(cluster.propose({ _tag: "RestartDeadlines" }))
+            if (restarted._tag === "Left") return
+            yield* restartDeadlines(restarted.right.state)
+            const leader = yield* leaderInfo
+            if (leader === null) return
+            for (const session of HashMap.values(restarted.right.state.sessions)) {
+              yield* reply(session.address, { _tag: "LeaderChanged", leader })
+            }
+          })
+        )
+        yield* Effect.logInfo(`leader duties started for epoch ${epoch}`)
+
+        return {
+          applied: (events, state) =>
+            Effect.forEach(
+              events,
+              (event) =>
+                Effect.suspend(() => {
+                  if (event._tag === "AuctionHappened") {
+                    const auction = Option.getOrUndefined(findAuction(state.auctions, event.event.auction))
+                    if (auction !== undefined) {
+                      for (const session of recipientsOf(auction, event.event)) {
+                        streamOf(session, event.event.auction)
+                        Queue.unsafeOffer(dirty, `${session}/${event.event.auction}`)
+                      }
+                    }
+                  } else if (event._tag === "SessionExpired") {
+                    activity.delete(event.session)
+                  }
+                  return deadlineFor(state, event)
+                }),
+              { discard: true }
+            ),
+          touch: (session) => {
+            activity.set(session, nowMs)
+          },
+          ack: (session, auction, seq) => {
+            const stream = streams.get(`${session}/${auction}`)
+            if (stream === undefined) return
+            stream.acked = Math.max(stream.acked, Math.min(seq, stream.sent))
+          },
+          subscribe: (session, auction, fromSeq) => {
+            const stream = streamOf(session, auction)
+            stream.acked = Math.max(0, fromSeq - 1)
+            stream.sent = stream.acked
+            Queue.unsafeOffer(dirty, `${session}/${auction}`)
+          }
+        } satisfies LeaderDuties
+      })
+
+    return cluster
+  })
+
+const randomHex = (digits: number): Effect.Effect<string> =>
+  Effect.map(
+    Effect.all(Array.from({ length: Math.ceil(digits / 4) }, () => Random.nextIntBetween(0, 0x10000))),
+    (parts) =>
+      parts
+        .map((part) => part.toString(16).padStart(4, "0"))
+        .join("")
+        .slice(0, digits)
+  )

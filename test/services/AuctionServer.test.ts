@@ -1,0 +1,224 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { agoraMachine } from "../../src/domain/agora/Agora.js"
+import type { AuctionId } from "../../src/domain/Ids.js"
+import { defaultAuctionServerConfig, makeAuctionServer } from "../../src/services/AuctionServer.js"
+import { makeRawClient } from "../simulation/RawClient.js"
+import { runScenario } from "../simulation/run.js"
+import { makeSimCluster } from "../simulation/SimCluster.js"
+
+const ids = ["s1", "s2", "s3"]
+const auction = 1 as AuctionId
+
+/** Three auction servers started together, their leader elected. */
+const auctionCluster = (server: Partial<typeof defaultAuctionServerConfig> = {}) =>
+  Effect.gen(function* () {
+    const cluster = yield* makeSimCluster({
+      ids,
+      machine: agoraMachine,
+      config: { expect: 3 },
+      makeServer: (context) =>
+        makeAuctionServer({
+          ...context,
+          cluster: context.config,
+          server: { ...defaultAuctionServerConfig, roundTimeoutMs: 5_000, startTimeoutMs: 5_000, ...server }
+        })
+    })
+    yield* Effect.forEach(ids, (id) => cluster.start(id), { discard: true })
+    yield* cluster.awaitLeader(10_000)
+    return cluster
+  })
+
+/** An auctioneer and two bidders, connected, with auction 1 created (2 rounds, min bid 10) and joined. */
+const auctionWithBidders = Effect.gen(function* () {
+  const auctioneer = yield* makeRawClient("alice")
+  const bob = yield* makeRawClient("bob")
+  const carol = yield* makeRawClient("carol")
+  for (const client of [auctioneer, bob, carol]) yield* client.connect
+  const created = yield* auctioneer.request({
+    _tag: "Create",
+    item: "Vase",
+    minBid: 10,
+    minRounds: 2,
+    minBidders: 2
+  })
+  const joins = [
+    yield* bob.request({ _tag: "Join", auction }),
+    yield* carol.request({ _tag: "Join", auction })
+  ]
+  return { auctioneer, bob, carol, created, joins }
+})
+
+const tagsOf = (notices: ReadonlyArray<{ readonly _tag: string }>) => notices.map((n) => n._tag)
+
+describe("Auction service on the cluster (DESIGN §3, §5)", () => {
+  it("a full auction: exact replies, exact notifications per participant, the right winner", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        yield* auctionCluster()
+        const { auctioneer, bob, carol, created, joins } = yield* auctionWithBidders
+        const started = yield* auctioneer.request({ _tag: "Start", auction })
+        const bids = [
+          yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 20 }),
+          yield* carol.request({ _tag: "Bid", auction, round: 1, amount: 15 }),
+          yield* bob.request({ _tag: "Bid", auction, round: 2, amount: 10 }),
+          yield* carol.request({ _tag: "Bid", auction, round: 2, amount: 30 })
+        ]
+        yield* Effect.sleep(1_000)
+        return {
+          created,
+          joins,
+          started,
+          bids,
+          auctioneer: tagsOf(auctioneer.notices(auction)),
+          bob: bob.notices(auction),
+          carol: carol.notices(auction).at(-1),
+          bobSession: bob.session(),
+          carolSession: carol.session()
+        }
+      })
+    )
+    expect(result.created).toEqual({ _tag: "Created", auction: 1 })
+    expect(result.joins).toEqual([
+      { _tag: "Joined", auction: 1 },
+      { _tag: "Joined", auction: 1 }
+    ])
+    expect(result.started).toEqual({ _tag: "Started", auction: 1 })
+    expect(result.bids.map((b) => (typeof b === "string" ? b : b._tag))).toEqual([
+      "BidAccepted",
+      "BidAccepted",
+      "BidAccepted",
+      "BidAccepted"
+    ])
+    expect(result.auctioneer).toEqual([
+      "ReadyCheckNotice",
+      "AuctionStartedNotice",
+      "RoundStartedNotice",
+      "BidReceivedNotice",
+      "BidReceivedNotice",
+      "RoundCompletedNotice",
+      "RoundStartedNotice",
+      "BidReceivedNotice",
+      "BidReceivedNotice",
+      "RoundCompletedNotice",
+      "AuctionClosedNotice"
+    ])
+    expect(tagsOf(result.bob).at(-1)).toBe("AuctionLostNotice")
+    expect(result.carol).toMatchObject({
+      _tag: "AuctionWonNotice",
+      winner: result.carolSession,
+      amount: 45,
+      totals: [
+        { bidder: result.bobSession, amount: 30 },
+        { bidder: result.carolSession, amount: 45 }
+      ]
+    })
+  })
+
+  it("the leader killed mid-round: the round completes, no acknowledged bid is lost, the winner is right", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* auctionCluster()
+        const { auctioneer, bob, carol } = yield* auctionWithBidders
+        yield* auctioneer.request({ _tag: "Start", auction })
+        const bobBid = yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 20 })
+        const leader = (yield* cluster.leaders)[0]?.id ?? "none"
+        yield* cluster.crash(leader)
+        const carolBid = yield* carol.request({ _tag: "Bid", auction, round: 1, amount: 15 })
+        yield* bob.request({ _tag: "Bid", auction, round: 2, amount: 10 })
+        yield* carol.request({ _tag: "Bid", auction, round: 2, amount: 30 })
+        yield* Effect.sleep(2_000)
+        const roundOne = bob.notices(auction).find((n) => n._tag === "RoundCompletedNotice")
+        return {
+          bobBid,
+          carolBid,
+          roundOne,
+          last: carol.notices(auction).at(-1)?._tag,
+          bob: bob.session(),
+          carol: carol.session()
+        }
+      })
+    )
+    expect(result.bobBid).toEqual({ _tag: "BidAccepted", auction: 1, round: 1, amount: 20 })
+    expect(result.carolBid).toEqual({ _tag: "BidAccepted", auction: 1, round: 1, amount: 15 })
+    expect(result.roundOne).toMatchObject({
+      round: 1,
+      bids: [
+        { bidder: result.bob, amount: 20 },
+        { bidder: result.carol, amount: 15 }
+      ]
+    })
+    expect(result.last).toBe("AuctionWonNotice")
+  })
+
+  it("a retried request (same session and request id) is applied once and gets the first answer", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* auctionCluster()
+        const { auctioneer, bob } = yield* auctionWithBidders
+        yield* auctioneer.request({ _tag: "Start", auction })
+        const first = yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 20 })
+        const id = bob.lastRequestId()
+        const retry = yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 99 }, id)
+        const second = yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 25 })
+        const log = (yield* cluster.committedLogs).get((yield* cluster.leaders)[0]?.id ?? "") ?? []
+        const bids = log.flatMap((entry) =>
+          entry.body._tag === "App"
+            ? (entry.body.data as Array<{ _tag: string; event?: { _tag: string } }>).filter(
+                (e) => e.event?._tag === "BidPlaced"
+              )
+            : []
+        )
+        return { first, retry, second, bidsPlaced: bids.length }
+      })
+    )
+    expect(result.retry).toEqual(result.first)
+    expect(result.second).toMatchObject({ _tag: "Failed", code: "AlreadyBid" })
+    expect(result.bidsPlaced).toBe(1)
+  })
+
+  it("a bidder silent at the round deadline bids 0 for that round", () => {
+    const roundOne = runScenario(
+      Effect.gen(function* () {
+        yield* auctionCluster({ roundTimeoutMs: 3_000 })
+        const { auctioneer, bob, carol } = yield* auctionWithBidders
+        yield* auctioneer.request({ _tag: "Start", auction })
+        yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 20 })
+        yield* Effect.sleep(4_000)
+        return {
+          notice: carol.notices(auction).find((n) => n._tag === "RoundCompletedNotice"),
+          bob: bob.session(),
+          carol: carol.session()
+        }
+      })
+    )
+    expect(roundOne.notice).toMatchObject({
+      round: 1,
+      bids: [
+        { bidder: roundOne.bob, amount: 20 },
+        { bidder: roundOne.carol, amount: 0 }
+      ]
+    })
+  })
+
+  it("a request with a forged token is refused (BadToken) and changes nothing", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        yield* auctionCluster()
+        const alice = yield* makeRawClient("alice")
+        const mallory = yield* makeRawClient("mallory")
+        yield* alice.connect
+        yield* mallory.connect
+        const forged = yield* mallory.forge(
+          { _tag: "Create", item: "Fake", minBid: 1, minRounds: 1, minBidders: 2 },
+          alice.session(),
+          "not-alices-token"
+        )
+        const list = yield* alice.request({ _tag: "List", page: 0 })
+        return { forged, list }
+      })
+    )
+    expect(result.forged).toMatchObject({ _tag: "Failed", code: "BadToken" })
+    expect(result.list).toEqual({ _tag: "Auctions", auctions: [], nextPage: null })
+  })
+})
