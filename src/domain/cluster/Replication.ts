@@ -23,7 +23,6 @@ import {
   type Progress,
   persistHardState,
   type Replica,
-  send,
   sendToServer,
   setMembership,
   setRole
@@ -225,7 +224,7 @@ export const sendReplication = <S, C, E, Err>(replica: Replica<S, C, E, Err>, pr
     const entries = log.slice(progress.nextSeq, config.batchBytesMax, ReplicateEntriesMax)
     const last = entries.at(-1)
     if (last === undefined) return
-    send(replica, progress.member.address, {
+    sendToServer(replica, progress.member.id, {
       _tag: "Replicate",
       prevSeq,
       prevEpoch,

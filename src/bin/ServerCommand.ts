@@ -1,0 +1,118 @@
+/** `agora server`: one server of a group (DESIGN §7). */
+import { Command, Options } from "@effect/cli"
+import { Config, Effect, LogLevel, Option } from "effect"
+import { defaultClusterConfig } from "../domain/cluster/Config.js"
+import type { ServerId } from "../domain/Ids.js"
+import { makeServer } from "../layers/Server.js"
+import { defaultAuctionServerConfig } from "../services/AuctionServer.js"
+import { withLogging } from "./Logging.js"
+import { choice, integer, network, optionalId } from "./Options.js"
+import { UsageError } from "./UsageError.js"
+
+const options = {
+  id: optionalId("this server's stable id; stored in the data dir on first start"),
+  port: integer("port", {
+    min: 0,
+    max: 65535,
+    default: 0,
+    description: "unicast UDP port; 0 picks a free one"
+  }),
+  dataDir: Options.directory("data-dir").pipe(
+    Options.withDescription(
+      "directory of this server's store (agora.db), created on first start (env AGORA_DATA_DIR)"
+    ),
+    Options.withFallbackConfig(Config.string("AGORA_DATA_DIR"))
+  ),
+  expect: integer("expect", {
+    min: 1,
+    max: 15,
+    default: 1,
+    description: "number of servers started together: the group forms once this many are heard"
+  }),
+  minServers: integer("min-servers", {
+    min: 1,
+    max: 15,
+    default: 3,
+    description: "voters the group never shrinks below when it removes dead servers"
+  }),
+  heartbeatInterval: integer("heartbeat-interval", {
+    min: 5,
+    max: 10_000,
+    default: 50,
+    description: "ms between leader heartbeats"
+  }),
+  failureTimeout: integer("failure-timeout", {
+    min: 20,
+    max: 60_000,
+    default: 300,
+    description: "ms of leader silence before an election (plus up to 150 ms of random jitter)"
+  }),
+  removalTimeout: integer("removal-timeout", {
+    min: 1,
+    max: 86_400,
+    default: 30,
+    description: "seconds a silent server stays a member before it is removed"
+  }),
+  roundTimeout: integer("round-timeout", {
+    min: 1,
+    max: 86_400,
+    default: 60,
+    description: "seconds a bidding round lasts at most"
+  }),
+  startTimeout: integer("start-timeout", {
+    min: 1,
+    max: 86_400,
+    default: 60,
+    description: "seconds the auctioneer has to start after the ready check"
+  }),
+  sync: choice("sync", ["normal", "full"], {
+    default: "normal",
+    description: "normal survives kill -9; full fsyncs every batch and survives power loss"
+  }),
+  logFormat: choice("log-format", ["pretty", "json"], {
+    default: "pretty",
+    description: "log lines on stderr"
+  }),
+  ...network
+}
+
+export const serverCommand = Command.make("server", options, (o) =>
+  Effect.gen(function* () {
+    if (o.heartbeatInterval * 2 > o.failureTimeout) {
+      return yield* new UsageError({
+        message: `--failure-timeout (${o.failureTimeout} ms) must be at least twice --heartbeat-interval (${o.heartbeatInterval} ms)`
+      })
+    }
+    yield* makeServer({
+      id: Option.getOrUndefined(o.id) as ServerId | undefined,
+      dataDir: o.dataDir,
+      sync: o.sync,
+      bindAddress: o.bind,
+      port: o.port,
+      discoveryPort: o.discoveryPort,
+      broadcastAddress: o.broadcast,
+      maxDatagramBytes: o.maxDatagram,
+      clusterKey: Option.getOrUndefined(o.clusterKey),
+      cluster: {
+        ...defaultClusterConfig,
+        heartbeatIntervalMs: o.heartbeatInterval,
+        failureTimeoutMs: o.failureTimeout,
+        removalTimeoutMs: o.removalTimeout * 1000,
+        minServers: o.minServers,
+        expect: o.expect,
+        batchBytesMax: o.maxDatagram - 400
+      },
+      server: {
+        ...defaultAuctionServerConfig,
+        roundTimeoutMs: o.roundTimeout * 1000,
+        startTimeoutMs: o.startTimeout * 1000
+      }
+    })
+    return yield* Effect.never
+  }).pipe(Effect.scoped, withLogging(o.logFormat, LogLevel.Info))
+).pipe(
+  Command.withDescription(
+    "Run one Agora server. Servers on a LAN find each other by broadcast, elect a leader and replicate every auction.\n" +
+      "Example: agora server --id s1 --data-dir ./s1 --expect 3 --broadcast 127.255.255.255"
+  )
+)

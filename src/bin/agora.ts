@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/** The `agora` command line (DESIGN §7). */
+import { Command } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Console, Effect } from "effect"
+import { serverCommand } from "./ServerCommand.js"
+import { statusCommand } from "./StatusCommand.js"
+
+const root = Command.make("agora").pipe(
+  Command.withDescription("Agora: a fault-tolerant distributed auction system over UDP."),
+  Command.withSubcommands([serverCommand, statusCommand])
+)
+
+const cli = Command.run(root, { name: "agora", version: "0.1.0" })
+
+cli(process.argv).pipe(
+  Effect.catchTags({
+    UsageError: (error) =>
+      Effect.zipRight(
+        Console.error(`agora: ${error.message}`),
+        Effect.sync(() => {
+          process.exitCode = 1
+        })
+      ),
+    StoreError: (error) =>
+      Effect.zipRight(
+        Console.error(`agora: ${error.message}`),
+        Effect.sync(() => {
+          process.exitCode = 1
+        })
+      ),
+    UdpBindError: (error) =>
+      Effect.zipRight(
+        Console.error(`agora: ${error.message}`),
+        Effect.sync(() => {
+          process.exitCode = 1
+        })
+      )
+  }),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true })
+)
