@@ -144,6 +144,19 @@ const seededUniform = (seed: number): (() => number) => {
   }
 }
 
+/** The membership and state a store's checkpoint holds (none: the initial state). */
+const baseOf = <S, C, E, Err>(machine: StateMachine<S, C, E, Err>, stored: Stored) => {
+  const checkpoint = stored.checkpoint
+  if (checkpoint === null) return Effect.succeed(undefined)
+  const state = machine.decodeState(checkpoint.state)
+  return state._tag === "Left"
+    ? Effect.dieMessage(`the checkpoint at ${checkpoint.seq} does not decode: ${String(state.left)}`)
+    : Effect.succeed({
+        membership: { members: checkpoint.members, seq: checkpoint.membershipSeq },
+        app: state.right
+      })
+}
+
 /**
  * Builds the cluster service in the current scope: opens the store, starts the
  * replica's fiber, the ticker and the receive loop. Closing the scope stops
@@ -161,6 +174,7 @@ export const makeCluster = <S, C, E, Err>(
     const random = seededUniform(seed)
     const log = new MemoryLog(stored.startSeq, stored.startEpoch)
     for (const entry of stored.entries) log.append(entry)
+    const base = yield* baseOf(options.machine, stored)
     const replica: Replica<S, C, E, Err> = makeReplica({
       machine: options.machine,
       config: options.config,
@@ -170,6 +184,7 @@ export const makeCluster = <S, C, E, Err>(
       hard: stored.hard,
       incarnation: options.incarnation,
       log,
+      base,
       nowMs
     })
     const node = options.id
@@ -193,6 +208,7 @@ export const makeCluster = <S, C, E, Err>(
             case "Append":
             case "Truncate":
             case "PersistHardState":
+            case "Checkpoint":
             case "ResetStore":
               ops.push(output)
               break

@@ -9,22 +9,11 @@
  * (group commit). The service around the replica writes before it sends.
  */
 import { Context, Effect, Layer, Schema } from "effect"
-import type { LogEntry, Member } from "../domain/cluster/Entry.js"
-import type { HardState } from "../domain/cluster/Replica.js"
+import type { LogEntry } from "../domain/cluster/Entry.js"
+import type { Checkpoint, HardState } from "../domain/cluster/Replica.js"
 import type { Epoch, Seq } from "../domain/Ids.js"
 
-/**
- * The committed state at seq N (DESIGN §5, Checkpoints): the state machine's
- * state encoded as JSON, the membership as of N, and the (epoch, seq) of entry N.
- */
-export interface Checkpoint {
-  readonly seq: Seq
-  readonly epoch: Epoch
-  readonly members: ReadonlyArray<Member>
-  /** The seq of the membership entry in force at N. */
-  readonly membershipSeq: Seq
-  readonly state: unknown
-}
+export type { Checkpoint }
 
 /** One change to the store, applied in order within a batch. */
 export type StoreOp =

@@ -50,6 +50,8 @@ export interface SendEvent {
   readonly id: string
   readonly tag: string
   readonly epoch: number | undefined
+  /** The body's JSON size: what the datagram carries besides the envelope's fixed fields. */
+  readonly bodyBytes: number
 }
 
 /** What a server is built from; the default builds a bare cluster of `machine`. */
@@ -132,7 +134,13 @@ export const makeSimCluster = <S, C, E, Err>(
                 send: (to, message) =>
                   Effect.zipRight(
                     Effect.map(Clock.currentTimeMillis, (atMs) => {
-                      sendEvents.push({ atMs, id, tag: message.body._tag, epoch: message.epoch })
+                      sendEvents.push({
+                        atMs,
+                        id,
+                        tag: message.body._tag,
+                        epoch: message.epoch,
+                        bodyBytes: JSON.stringify(message.body).length
+                      })
                     }),
                     transport.send(to, message)
                   )

@@ -15,5 +15,7 @@ export const counter: StateMachine<number, number, number, string> = {
   evolve: (state, amount) => state + amount,
   encodeEvents: (events) => events,
   decodeEvents: (data) => Either.mapLeft(decodeAmounts(data), (error) => error.message),
-  holdsClientData: (state) => state > 0
+  holdsClientData: (state) => state > 0,
+  encodeState: (state) => state,
+  decodeState: (data) => (typeof data === "number" ? Either.right(data) : Either.left("not a number"))
 }

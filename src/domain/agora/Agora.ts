@@ -301,6 +301,8 @@ export const evolve = (state: AgoraState, event: AgoraEvent): AgoraState => {
   }
 }
 
+const encodeState = Schema.encodeSync(AgoraState)
+const decodeState = Schema.decodeUnknownEither(AgoraState)
 const decodeEvents = Schema.decodeUnknownEither(Schema.Array(AgoraEvent))
 const encodeEvents = Schema.encodeSync(Schema.Array(AgoraEvent))
 
@@ -311,5 +313,7 @@ export const agoraMachine: StateMachine<AgoraState, AgoraCommand, AgoraEvent, Ag
   evolve,
   encodeEvents: (events) => encodeEvents(events),
   decodeEvents: (data) => decodeEvents(data),
-  holdsClientData: (state) => state.nextSession > 1
+  holdsClientData: (state) => state.nextSession > 1,
+  encodeState: (state) => encodeState(state),
+  decodeState: (data) => decodeState(data)
 }

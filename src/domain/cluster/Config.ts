@@ -28,6 +28,14 @@ export interface ClusterConfig {
   readonly windowBatches: number
   /** Bytes of entries in one Replicate (the datagram limit minus the envelope). */
   readonly batchBytesMax: number
+  /** A checkpoint is taken after this many applied entries… */
+  readonly checkpointEntries: number
+  /** …or this long after the last one, if anything was applied since. */
+  readonly checkpointIntervalMs: number
+  /** Characters of snapshot text per chunk (escaping may double them on the wire: keep under half the datagram). */
+  readonly snapshotChunkChars: number
+  /** Snapshot chunks in flight per follower. */
+  readonly snapshotWindowChunks: number
 }
 
 export const defaultClusterConfig: ClusterConfig = {
@@ -42,5 +50,9 @@ export const defaultClusterConfig: ClusterConfig = {
   announceIntervalMs: 2_000,
   retransmitTimeoutMs: 150,
   windowBatches: 8,
-  batchBytesMax: 1_000
+  batchBytesMax: 1_000,
+  checkpointEntries: 10_000,
+  checkpointIntervalMs: 60_000,
+  snapshotChunkChars: 480,
+  snapshotWindowChunks: 64
 }

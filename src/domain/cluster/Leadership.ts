@@ -24,6 +24,7 @@ import {
   setRole
 } from "./Replica.js"
 import { advanceCommit, resolveCommitWaiters, sendReplication } from "./Replication.js"
+import { retransmitSnapshot } from "./Snapshot.js"
 import { evolveAll } from "./StateMachine.js"
 
 /** Proposals and reads held until the no-op commits; past this, they are turned away. */
@@ -38,7 +39,8 @@ const newProgress = <S, C, E, Err>(replica: Replica<S, C, E, Err>, member: Membe
   nextSeq: replica.log.lastSeq + 1,
   inflight: [],
   heardMs: replica.nowMs,
-  ackedRound: 0
+  ackedRound: 0,
+  snapshot: null
 })
 
 /** Appends an entry of this epoch to the leader's log (the service persists it before any send). */
@@ -156,6 +158,10 @@ export const leaderTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void =
   }
   if (now >= lead.nextHeartbeatMs) sendHeartbeats(replica)
   for (const progress of lead.progress.values()) {
+    if (progress.snapshot !== null) {
+      retransmitSnapshot(replica, progress)
+      continue
+    }
     const oldest = progress.inflight[0]
     if (oldest !== undefined && now - oldest.sentMs >= config.retransmitTimeoutMs) {
       progress.inflight = []

@@ -30,6 +30,19 @@ export interface HardState {
   readonly commitSeq: Seq
 }
 
+/**
+ * The committed state at seq N (DESIGN §5, Checkpoints): the state machine's
+ * state as a JSON value, the membership as of N, and the (epoch, seq) of entry N.
+ */
+export interface Checkpoint {
+  readonly seq: Seq
+  readonly epoch: Epoch
+  readonly members: ReadonlyArray<Member>
+  /** The seq of the membership entry in force at N. */
+  readonly membershipSeq: Seq
+  readonly state: unknown
+}
+
 export type Role = "bootstrapping" | "joining" | "follower" | "precandidate" | "candidate" | "leader"
 
 /** How a proposal or read ended. */
@@ -64,6 +77,8 @@ export type Output<S, E, Err> =
       readonly leader: ServerId | null
       readonly epoch: Epoch
     }
+  /** Keep this checkpoint and drop the log up to its seq (taken, or installed from a leader's snapshot). */
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint }
   /** Wipe the store: it belongs to a group that no longer exists (decided by a leader's answer). */
   | { readonly _tag: "ResetStore"; readonly hard: HardState }
   | { readonly _tag: "Note"; readonly level: "debug" | "info" | "warning"; readonly message: string }
@@ -115,6 +130,16 @@ export interface Progress {
   heardMs: number
   /** The highest heartbeat round it acknowledged (read confirmation). */
   ackedRound: number
+  /** A snapshot being sent to it: chars acknowledged and sent of the snapshot text at `seq`. */
+  snapshot: {
+    readonly seq: Seq
+    acked: number
+    sent: number
+    sentMs: number
+    /** The last chunk resent on a stalled prefix, and when (one fast retransmit per timeout). */
+    resentOffset: number
+    resentMs: number
+  } | null
 }
 
 export interface Waiter<Err> {
@@ -195,6 +220,21 @@ export interface Replica<S, C, E, Err> {
 
   /** Membership and state machine state at the log's start (the snapshot point). */
   base: { readonly membership: Membership; readonly app: S }
+  /** The snapshot a leader sends from: the base as text, encoded once per snapshot point. */
+  snapshotText: { readonly seq: Seq; readonly text: string; readonly digest: string } | null
+  /** A snapshot being received from a leader. */
+  snapshotIn: {
+    readonly seq: Seq
+    readonly epoch: Epoch
+    readonly digest: string
+    readonly total: number
+    /** The contiguous prefix received so far. */
+    readonly parts: Array<string>
+    received: number
+    /** Chunks that arrived ahead of the prefix, by offset (bounded by the window). */
+    readonly ahead: Map<number, string>
+  } | null
+  lastCheckpointMs: number
 
   bootstrap: {
     readonly startedMs: number

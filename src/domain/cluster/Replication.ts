@@ -19,7 +19,6 @@ import {
   dropped,
   emit,
   type Meta,
-  note,
   type Progress,
   persistHardState,
   type Replica,
@@ -27,6 +26,7 @@ import {
   setMembership,
   setRole
 } from "./Replica.js"
+import { maybeCheckpoint, sendSnapshot } from "./Snapshot.js"
 import { evolveAll } from "./StateMachine.js"
 
 type ServerMeta = Extract<Meta["from"], { role: "server" }>
@@ -188,6 +188,7 @@ export const applyCommitted = <S, C, E, Err>(replica: Replica<S, C, E, Err>): vo
     }
   }
   resolveCommitWaiters(replica)
+  maybeCheckpoint(replica)
 }
 
 /** Answers the proposals whose entry (or the entries they rest on) is applied, with the state right after it. */
@@ -215,9 +216,8 @@ export const sendReplication = <S, C, E, Err>(replica: Replica<S, C, E, Err>, pr
   const config = replica.config
   while (progress.inflight.length < config.windowBatches && progress.nextSeq <= log.lastSeq) {
     if (progress.nextSeq <= log.startSeq) {
-      // The follower needs entries this log no longer holds: it needs a snapshot.
-      note(replica, "debug", `${progress.member.id} is behind the log start: snapshot needed`)
-      return
+      // The follower needs entries this log no longer holds: it gets the snapshot first.
+      return sendSnapshot(replica, progress)
     }
     const prevSeq = progress.nextSeq - 1
     const prevEpoch = log.epochAt(prevSeq) ?? 0
@@ -248,6 +248,7 @@ export const onReplicateAck = <S, C, E, Err>(
     if (body.matchSeq > progress.matchSeq) progress.matchSeq = Math.min(body.matchSeq, replica.log.lastSeq)
     progress.nextSeq = Math.max(progress.nextSeq, progress.matchSeq + 1)
     progress.inflight = progress.inflight.filter((batch) => batch.lastSeq > progress.matchSeq)
+    if (progress.snapshot !== null && progress.matchSeq >= progress.snapshot.seq) progress.snapshot = null
     advanceCommit(replica)
   } else {
     if (body.hintSeq < progress.matchSeq) return dropped(replica, "stale-ack")

@@ -16,6 +16,9 @@ export interface StateMachine<S, C, E, Err> {
   readonly decodeEvents: (data: unknown) => Either.Either<ReadonlyArray<E>, unknown>
   /** Whether the state holds anything a client put there: a group holding such state never dissolves. */
   readonly holdsClientData: (state: S) => boolean
+  /** The state as a JSON value, for checkpoints and snapshots; equal states must encode to equal JSON. */
+  readonly encodeState: (state: S) => unknown
+  readonly decodeState: (data: unknown) => Either.Either<S, unknown>
 }
 
 /** Folds a batch of events into the state. */

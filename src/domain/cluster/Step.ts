@@ -25,7 +25,7 @@ import type { ClusterConfig } from "./Config.js"
 import { electionTick, onCoordinator, onCoordinatorAck, onElection, onElectionAnswer } from "./Election.js"
 import { flushLeader, leaderTick, onPropose } from "./Leadership.js"
 import type { MemoryLog } from "./Log.js"
-import { findMember, type Membership } from "./Membership.js"
+import { findMember, type Membership, memberKey } from "./Membership.js"
 import {
   drawElectionTimeout,
   dropped,
@@ -48,6 +48,7 @@ import {
   onReplicate,
   onReplicateAck
 } from "./Replication.js"
+import { maybeCheckpoint, onSnapshotAck, onSnapshotChunk } from "./Snapshot.js"
 import type { StateMachine } from "./StateMachine.js"
 
 export interface ReplicaOptions<S, C, E, Err> {
@@ -99,6 +100,9 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     addresses: new Map(),
     verifiedSeq: 0,
     persistedSeq: log.lastSeq,
+    snapshotText: null,
+    snapshotIn: null,
+    lastCheckpointMs: options.nowMs,
     appliedSeq: log.startSeq,
     app: base.app,
     prevote: null,
@@ -128,7 +132,8 @@ export const step = <S, C, E, Err>(replica: Replica<S, C, E, Err>, input: Input<
   replica.nowMs = Math.max(replica.nowMs, nowMs)
   switch (input._tag) {
     case "Tick":
-      return tick(replica)
+      tick(replica)
+      return maybeCheckpoint(replica)
     case "Receive":
       return receive(replica, input.body, input.meta, input.source)
     case "Persisted":
@@ -205,8 +210,8 @@ const receive = <S, C, E, Err>(
     case "NotMember":
       return onNotMember(replica, from, epoch, source)
     case "SnapshotChunk":
-    case "SnapshotAck":
-      return dropped(replica, "snapshot-unsupported")
+      if (!acceptLeader(replica, from, epoch, source, () => undefined)) return
+      return onSnapshotChunk(replica, from.id, body)
   }
 
   // Membership: votes and acks count only from members with the listed incarnation.
@@ -235,6 +240,12 @@ const receive = <S, C, E, Err>(
       return onHeartbeatAck(replica, from, body)
     case "ReplicateAck":
       return onReplicateAck(replica, from, body)
+    case "SnapshotAck": {
+      const progress = replica.lead?.progress.get(memberKey(from))
+      if (replica.role !== "leader" || progress === undefined) return dropped(replica, "not-leading")
+      progress.heardMs = replica.nowMs
+      return onSnapshotAck(replica, progress, body)
+    }
     default:
       return dropped(replica, "unexpected-message")
   }

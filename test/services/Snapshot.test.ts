@@ -1,0 +1,52 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect } from "effect"
+import { DatagramBytesDefault } from "../../src/domain/Envelope.js"
+import { runScenario } from "../simulation/run.js"
+import { makeSimCluster } from "../simulation/SimCluster.js"
+import { ledger } from "../support/Ledger.js"
+
+const ids = ["s1", "s2", "s3"]
+
+describe("Checkpoints and snapshot transfer (DESIGN §5)", () => {
+  it("a follower more than 1,000 datagrams behind the log start catches up through chunks within the limit, under 10% loss", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* makeSimCluster({
+          ids,
+          machine: ledger,
+          config: { expect: 3, checkpointEntries: 200 },
+          recordSends: true
+        })
+        yield* Effect.forEach(ids, (id) => cluster.start(id), { discard: true })
+        const leader = yield* cluster.awaitLeader(10_000)
+        const behind = ids.find((id) => id !== leader) ?? "s1"
+        yield* cluster.crash(behind)
+        const line = "x".repeat(700)
+        yield* Effect.forEach(
+          Array.from({ length: 2_200 }, (_, i) => `${i}:${line}`),
+          (text) => cluster.propose(text, 60_000),
+          { concurrency: 32, discard: true }
+        )
+        yield* cluster.start(behind)
+        yield* Effect.sleep(20_000)
+        const statuses = yield* cluster.statuses
+        const leaderState = yield* Effect.orDie(cluster.cluster(leader)?.read ?? Effect.die("no leader"))
+        const chunks = cluster.sendEvents.filter((e) => e.tag === "SnapshotChunk")
+        const snapshotChars = chunks.length === 0 ? 0 : Chunk.size(leaderState)
+        return {
+          caughtUp:
+            statuses.find((s) => s.id === behind)?.appliedSeq ===
+            statuses.find((s) => s.id === leader)?.appliedSeq,
+          chunks: chunks.length,
+          largestChunkBytes: Math.max(...chunks.map((e) => e.bodyBytes)),
+          lines: snapshotChars
+        }
+      }),
+      { link: { dropProbability: 0.1 } }
+    )
+    expect(result.caughtUp).toBe(true)
+    expect(result.chunks).toBeGreaterThan(1_000)
+    expect(result.largestChunkBytes).toBeLessThan(DatagramBytesDefault - 300)
+    expect(result.lines).toBe(2_200)
+  })
+})
