@@ -51,6 +51,8 @@ export const acceptLeader = <S, C, E, Err>(
   if (epoch > replica.epoch) {
     if (replica.role === "leader") stepDown(replica, `a leader of epoch ${epoch} exists`)
     adoptEpoch(replica, epoch, from.id)
+    // Whoever it followed led an older epoch.
+    replica.leader = null
   }
   if (replica.role === "leader") {
     throw new Error(`invariant: two leaders in epoch ${epoch}: ${replica.id} and ${from.id}`)

@@ -119,6 +119,16 @@ describe("Election — vote (DESIGN §5, Election phase 2)", () => {
     expect(tags(out)).toContain("RoleChanged")
   })
 
+  it("a follower of an old leader follows the leader of a higher epoch it did not vote in (one leader per epoch, not per server)", () => {
+    const follower = replicaOf({ id: "s2", log: entries(three, []) })
+    receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, 1_000)
+    expect(follower.leader).toBe("s1")
+    const out = receive(follower, "s3", 4, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, 1_100)
+    expect(follower.leader).toBe("s3")
+    expect(follower.epoch).toBe(4)
+    expect(sent(out)[0]).toEqual({ to: "s3", body: { _tag: "HeartbeatAck", round: 1, matchSeq: 1 }, epoch: 4 })
+  })
+
   it("a stale leader is fenced: its heartbeat gets our higher epoch, and it steps down on seeing it", () => {
     const follower = replicaOf({ id: "s2", log: entries(three, []), hard: { epoch: 5 } })
     const out = receive(follower, "s1", 2, { _tag: "Heartbeat", round: 9, commitSeq: 1 }, 1_000)
