@@ -454,3 +454,59 @@ describe("Cluster — membership (DESIGN §5, Membership)", () => {
     expect(result).toEqual({ newIncarnation: true, listed: [[true, true]], caughtUp: true, sum: 9 })
   })
 })
+
+describe("Cluster — groups that formed apart (DESIGN §5, Bootstrap: never two groups)", () => {
+  const formedApart = Effect.gen(function* () {
+    const network = yield* SimNetwork
+    yield* network.partition([["s1", "s2"], ["s3"]])
+    const cluster = yield* makeSimCluster({ ids: three, machine: counter })
+    yield* Effect.forEach(three, (id) => cluster.start(id), { discard: true })
+    yield* Effect.sleep(3_000)
+    const groups = new Set((yield* cluster.statuses).map((s) => s.group))
+    return { cluster, network, groupsApart: groups.size }
+  })
+
+  it("a group without client data dissolves into the other when they meet: one group of three", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, network, groupsApart } = yield* formedApart
+        yield* network.heal
+        yield* Effect.sleep(15_000)
+        const statuses = yield* cluster.statuses
+        return {
+          groupsApart,
+          groups: new Set(statuses.map((s) => s.group)).size,
+          leaders: (yield* cluster.leaders).length,
+          voters: statuses[0]?.members.filter((m) => m.voter).length,
+          sum: (yield* cluster.propose(3)).state
+        }
+      })
+    )
+    expect(result).toEqual({ groupsApart: 2, groups: 1, leaders: 1, voters: 3, sum: 3 })
+  })
+
+  it("two groups that both hold client data never merge: the lower-ranked stops serving (SplitGroup)", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, network, groupsApart } = yield* formedApart
+        // Client data on both sides: the pair commits more (it ranks higher by commit seq).
+        yield* Effect.either(cluster.cluster("s2")?.propose(5) ?? Effect.fail("no s2"))
+        yield* Effect.either(cluster.cluster("s2")?.propose(5) ?? Effect.fail("no s2"))
+        yield* Effect.either(cluster.cluster("s3")?.propose(1) ?? Effect.fail("no s3"))
+        yield* network.heal
+        yield* Effect.sleep(5_000)
+        const lone = yield* Effect.either(cluster.cluster("s3")?.propose(1) ?? Effect.fail("no s3"))
+        const pair = yield* Effect.either(cluster.cluster("s2")?.propose(1) ?? Effect.fail("no s2"))
+        const statuses = yield* cluster.statuses
+        return {
+          groupsApart,
+          groups: new Set(statuses.map((s) => s.group)).size,
+          lone: lone._tag === "Left" ? (lone.left as { _tag: string })._tag : "accepted",
+          pair: pair._tag,
+          split: statuses.filter((s) => s.splitGroup).map((s) => s.id)
+        }
+      })
+    )
+    expect(result).toEqual({ groupsApart: 2, groups: 2, lone: "SplitGroup", pair: "Right", split: ["s3"] })
+  })
+})
