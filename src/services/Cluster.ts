@@ -12,10 +12,11 @@
  * leadership scope opened when the server starts leading and closed the
  * moment it stops (DESIGN §6).
  */
-import { Cause, Clock, Deferred, Effect, Exit, Metric, Queue, Random, Schema, Scope, Stream } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, Metric, Option, Queue, Random, Schema, Scope, Stream } from "effect"
 import type { ClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import { MemoryLog } from "../domain/cluster/Log.js"
+import type { Membership } from "../domain/cluster/Membership.js"
 import {
   type Input,
   leaderInfo,
@@ -145,13 +146,16 @@ const seededUniform = (seed: number): (() => number) => {
 }
 
 /** The membership and state a store's checkpoint holds (none: the initial state). */
-const baseOf = <S, C, E, Err>(machine: StateMachine<S, C, E, Err>, stored: Stored) => {
+const baseOf = <S, C, E, Err>(
+  machine: StateMachine<S, C, E, Err>,
+  stored: Stored
+): Effect.Effect<Option.Option<{ readonly membership: Membership; readonly app: S }>> => {
   const checkpoint = stored.checkpoint
-  if (checkpoint === null) return Effect.succeed(undefined)
+  if (checkpoint === null) return Effect.succeedNone
   const state = machine.decodeState(checkpoint.state)
   return state._tag === "Left"
     ? Effect.dieMessage(`the checkpoint at ${checkpoint.seq} does not decode: ${String(state.left)}`)
-    : Effect.succeed({
+    : Effect.succeedSome({
         membership: { members: checkpoint.members, seq: checkpoint.membershipSeq },
         app: state.right
       })
@@ -184,7 +188,7 @@ export const makeCluster = <S, C, E, Err>(
       hard: stored.hard,
       incarnation: options.incarnation,
       log,
-      base,
+      base: Option.getOrUndefined(base),
       nowMs
     })
     const node = options.id
@@ -374,9 +378,9 @@ export const makeCluster = <S, C, E, Err>(
           case "Refused":
             return yield* Effect.fail(outcome.error)
           case "NotLeader":
-            return yield* Effect.fail(leaderError(outcome.leader))
+            return yield* leaderError(outcome.leader)
           case "SplitGroup":
-            return yield* Effect.fail(new SplitGroup())
+            return yield* new SplitGroup()
         }
       }).pipe(Metric.trackDuration(commitLatency))
 
