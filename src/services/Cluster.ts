@@ -12,7 +12,20 @@
  * leadership scope opened when the server starts leading and closed the
  * moment it stops (DESIGN §6).
  */
-import { Cause, Clock, Deferred, Effect, Exit, Metric, Option, Queue, Random, Schema, Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Exit,
+  Metric,
+  Option,
+  Queue,
+  Random,
+  Schema,
+  Scope,
+  Stream
+} from "effect"
 import type { ClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import { MemoryLog } from "../domain/cluster/Log.js"
@@ -26,7 +39,7 @@ import {
   type Role
 } from "../domain/cluster/Replica.js"
 import type { StateMachine } from "../domain/cluster/StateMachine.js"
-import { makeReplica, step, takeReady } from "../domain/cluster/Step.js"
+import { makeReplica, nextTickDueMs, step, takeReady } from "../domain/cluster/Step.js"
 import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import type { LeaderInfo } from "../domain/Messages.js"
@@ -84,8 +97,8 @@ export interface ClusterOptions<S, C, E, Err> {
   readonly stored: Stored
   /** This server's incarnation: the stored one, or a fresh one for a new store. */
   readonly incarnation: Incarnation
-  /** Period of the replica's timer input; well below the heartbeat interval. */
-  readonly tickMs?: number | undefined
+  /** The longest the replica goes without a timer input (its timers usually wake it sooner). */
+  readonly tickMaxMs?: number | undefined
   /** Every applied entry, in log order, on the replica's fiber: keep it quick (offer to a queue). */
   readonly onApplied?:
     | ((entry: LogEntry, events: ReadonlyArray<E>, state: S) => Effect.Effect<void>)
@@ -331,9 +344,17 @@ export const makeCluster = <S, C, E, Err>(
     )
     yield* Effect.forkScoped(loop)
 
-    const tickMs = options.tickMs ?? Math.max(1, Math.floor(options.config.heartbeatIntervalMs / 5))
+    // The timer input: woken at the replica's earliest timer rather than on a fixed beat, so an
+    // idle server (and a simulated cluster) does little work between heartbeats.
+    const tickMaxMs = options.tickMaxMs ?? options.config.heartbeatIntervalMs
     yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(Effect.sleep(tickMs), Queue.offer(inbox, { _tag: "Tick" })))
+      Effect.forever(
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          yield* Effect.sleep(Math.max(1, nextTickDueMs(replica, tickMaxMs) - Math.max(now, replica.nowMs)))
+          yield* Queue.offer(inbox, { _tag: "Tick" })
+        })
+      )
     )
 
     const receive = (incoming: Incoming): Effect.Effect<void> => {

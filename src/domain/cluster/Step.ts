@@ -124,6 +124,56 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
   return replica
 }
 
+/**
+ * When the replica next needs a `Tick`: its earliest timer (election,
+ * heartbeat, retransmission, discovery…), never later than `capMs` from now,
+ * so a timer that moved earlier is noticed within the cap.
+ */
+export const nextTickDueMs = <S, C, E, Err>(replica: Replica<S, C, E, Err>, capMs: number): number => {
+  const now = replica.nowMs
+  const config = replica.config
+  let due = now + capMs
+  const at = (ms: number) => {
+    if (ms < due) due = ms
+  }
+  at(replica.lastCheckpointMs + config.checkpointIntervalMs)
+  switch (replica.role) {
+    case "bootstrapping":
+      if (replica.bootstrap !== null) {
+        at(replica.bootstrap.nextBroadcastMs)
+        at(replica.bootstrap.startedMs + config.discoveryWindowMs)
+      }
+      break
+    case "joining":
+      if (replica.join !== null) at(replica.join.nextRequestMs)
+      break
+    case "follower":
+      at(Math.max(replica.leaderContactMs + replica.electionTimeoutMs, replica.holdOffUntilMs))
+      break
+    case "precandidate":
+      if (replica.prevote !== null) at(replica.prevote.startedMs + replica.electionTimeoutMs)
+      break
+    case "candidate":
+      if (replica.candidacy !== null) at(replica.candidacy.startedMs + replica.electionTimeoutMs)
+      break
+    case "leader": {
+      const lead = replica.lead
+      if (lead === null) break
+      at(lead.nextHeartbeatMs)
+      at(lead.nextAnnounceMs)
+      for (const progress of lead.progress.values()) {
+        const oldest = progress.inflight[0]
+        if (oldest !== undefined) at(oldest.sentMs + config.retransmitTimeoutMs)
+        if (progress.snapshot !== null) at(progress.snapshot.sentMs + config.retransmitTimeoutMs)
+        // Step-down is judged against the failure timeout since each voter was last heard.
+        at(progress.heardMs + config.failureTimeoutMs)
+      }
+      break
+    }
+  }
+  return Math.max(now + 1, due)
+}
+
 /** Takes the outputs produced so far, in the order they were produced. */
 export const takeReady = <S, C, E, Err>(replica: Replica<S, C, E, Err>): Array<Output<S, E, Err>> =>
   replica.ready.splice(0, replica.ready.length)
