@@ -3,13 +3,14 @@
 import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
+import { clientCommand } from "./ClientCommand.js"
 import { demoCommand } from "./DemoCommand.js"
 import { serverCommand } from "./ServerCommand.js"
 import { statusCommand } from "./StatusCommand.js"
 
 const root = Command.make("agora").pipe(
   Command.withDescription("Agora: a fault-tolerant distributed auction system over UDP."),
-  Command.withSubcommands([serverCommand, statusCommand, demoCommand])
+  Command.withSubcommands([serverCommand, clientCommand, statusCommand, demoCommand])
 )
 
 const cli = Command.run(root, { name: "agora", version: "0.1.0" })

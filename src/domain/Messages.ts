@@ -59,7 +59,14 @@ export const JoinAnswer = Schema.TaggedStruct("JoinAnswer", {
     /** Refused: see reason (e.g. your store holds another live group). */
     "Refused"
   ),
-  reason: Text
+  reason: Text,
+  /**
+   * With "Member": the group's first entry (GroupFormed), if the answering server
+   * still holds it, so a founding member whose log is still empty can vote before
+   * any leader replicated to it (the group's leader may have stepped down before
+   * the founders joined). It is the same entry in every log of the group.
+   */
+  firstEntry: Schema.NullOr(LogEntry)
 })
 
 /** Sent to a server that is not (or no longer) a member with the incarnation it sent. */

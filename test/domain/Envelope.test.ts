@@ -55,7 +55,7 @@ const samples: ReadonlyArray<Body> = [
   { _tag: "LeaderAnnouncement", rank: { holdsClientEntry: true, commitSeq: 99 } },
   { _tag: "JoinRequest", storeGroup: group, dissolvedInto: GroupId.make("g-2"), lastSeq: 10, lastEpoch: 2 },
   { _tag: "JoinRequest", storeGroup: null, dissolvedInto: null, lastSeq: 0, lastEpoch: 0 },
-  { _tag: "JoinAnswer", outcome: "Refused", reason: "your store holds another live group" },
+  { _tag: "JoinAnswer", outcome: "Refused", reason: "your store holds another live group", firstEntry: null },
   { _tag: "NotMember" },
   { _tag: "Election", nextEpoch: 5, rank: { lastEpoch: 4, lastSeq: 100 } },
   { _tag: "ElectionAnswer", nextEpoch: 5, granted: true, rank: { lastEpoch: 4, lastSeq: 99 } },

@@ -85,6 +85,43 @@ describe("Cluster — bootstrap (DESIGN §5, Bootstrap)", () => {
   })
 })
 
+describe("Cluster — bootstrap under a slow start", () => {
+  it("the founders still form a working group when the forming leader stepped down before they joined", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const network = yield* SimNetwork
+        const cluster = yield* makeSimCluster({ ids: three, machine: counter, config: { expect: 3 } })
+        yield* Effect.forEach(three, (id) => cluster.start(id), { discard: true })
+        // Everyone heard everyone during the discovery window; then s3 (which forms the group)
+        // cannot reach the others until long after it stepped down for lack of acks.
+        yield* Effect.sleep(900)
+        yield* network.setLink("s3", "s1", { dropProbability: 1 })
+        yield* network.setLink("s3", "s2", { dropProbability: 1 })
+        yield* Effect.sleep(3_000)
+        const stranded = (yield* cluster.statuses).find((s) => s.id === "s3")?.role
+        yield* network.resetConditions
+        yield* cluster.awaitLeader(10_000)
+        const statuses = yield* cluster.statuses
+        const sum = (yield* cluster.propose(4)).state
+        const logs = yield* cluster.committedLogs
+        return {
+          stranded,
+          groups: new Set(statuses.map((s) => s.group)).size,
+          sum,
+          firstEntries: [...logs.values()].map((log) => log[0]?.body._tag)
+        }
+      })
+    )
+    expect(result.stranded).not.toBe("leader")
+    // Whoever leads, the group's first entry survives on every server.
+    expect(result).toMatchObject({
+      groups: 1,
+      sum: 4,
+      firstEntries: ["GroupFormed", "GroupFormed", "GroupFormed"]
+    })
+  })
+})
+
 describe("Cluster — failover (DESIGN §1 promises 1–3)", () => {
   it("kill the leader: a new leader within failure timeout + election time holds every committed entry, and proposals continue", () => {
     const result = runScenario(

@@ -9,7 +9,7 @@
  */
 import type { GroupId, Incarnation, ServerId } from "../Ids.js"
 import type { Address } from "../Schemas.js"
-import type { Member } from "./Entry.js"
+import type { LogEntry, Member } from "./Entry.js"
 import { appendEntry, becomeLeader } from "./Leadership.js"
 import { applyMembershipEntry, emptyMembership, findMember, memberKey } from "./Membership.js"
 import {
@@ -94,22 +94,28 @@ export const onDiscoveryResponse = <S, C, E, Err>(
   // The answering server is reached at the datagram's source, whatever it thinks its address is.
   const leader =
     body.leader === null ? null : body.leader.id === from.id ? { id: from.id, address: source } : body.leader
+  // Ask the leader; without one, ask the server itself: it lets in a member it already lists
+  // (a founder of a group whose leader stepped down before the founders joined).
+  const target = leader ?? { id: from.id, address: source }
   const boot = replica.bootstrap
   if (replica.role === "bootstrapping" && boot !== null) {
     if (body.bootstrapping) {
       boot.heard.set(from.id, { id: from.id, incarnation: from.incarnation, voter: true, address: source })
     } else if (body.group !== null) {
       boot.heardGroup = true
+      startJoining(replica, target)
     }
-    if (leader !== null && body.group !== null) startJoining(replica, leader)
     return
   }
   const join = replica.join
-  if (replica.role === "joining" && join !== null && join.target === null && leader !== null) {
-    if (wantsGroup(replica, body.group)) {
-      join.target = leader
-      join.nextRequestMs = replica.nowMs
-    }
+  if (
+    replica.role === "joining" &&
+    join !== null &&
+    join.target === null &&
+    wantsGroup(replica, body.group)
+  ) {
+    join.target = target
+    join.nextRequestMs = replica.nowMs
   }
 }
 
@@ -119,7 +125,7 @@ const startJoining = <S, C, E, Err>(
 ): void => {
   replica.bootstrap = null
   replica.join = { target, dissolvedInto: null, nextRequestMs: replica.nowMs, unanswered: 0 }
-  note(replica, "info", `found leader ${target.id}: asking to join`)
+  note(replica, "info", `found a group at ${target.id}: asking to join`)
   setRole(replica, "joining", null)
 }
 
@@ -187,25 +193,41 @@ export const joinTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => 
   })
 }
 
-/** The leader's side of a join (DESIGN §5, Membership). */
+/**
+ * A join (DESIGN §5, Membership). Any member of the group lets in a server it
+ * already lists (with that incarnation); only the leader adds a new one.
+ */
 export const onJoinRequest = <S, C, E, Err>(
   replica: Replica<S, C, E, Err>,
   from: ServerMeta,
   body: { readonly storeGroup: GroupId | null; readonly dissolvedInto: GroupId | null },
   source: Address
 ): void => {
-  const lead = replica.lead
-  if (replica.role !== "leader" || lead === null) return dropped(replica, "not-leading")
+  if (replica.group === null) return dropped(replica, "no-group")
   const answer = (outcome: "Member" | "Pending" | "ResetStore" | "Refused", reason: string) =>
-    send(replica, source, { _tag: "JoinAnswer", outcome, reason })
+    send(replica, source, {
+      _tag: "JoinAnswer",
+      outcome,
+      reason,
+      firstEntry: outcome === "Member" ? (replica.log.entry(1) ?? null) : null
+    })
+  const listed = findMember(replica.membership, from.id, from.incarnation) !== undefined
+  const sameStore = body.storeGroup === null || body.storeGroup === replica.group
+  if (listed && sameStore) {
+    replica.addresses.set(from.id, source)
+    return answer("Member", "")
+  }
+  const lead = replica.lead
+  if (replica.role !== "leader" || lead === null) {
+    return answer("Refused", `${replica.id} is not the leader; ask ${replica.leader ?? "the leader"}`)
+  }
   if (lead.dissolving) return answer("Refused", "this group is dissolving")
-  if (body.storeGroup !== null && body.storeGroup !== replica.group) {
+  if (!sameStore) {
     return body.dissolvedInto === replica.group
       ? answer("ResetStore", `group ${body.storeGroup} dissolved into ${replica.group}`)
       : answer("Refused", `your store belongs to group ${body.storeGroup}, which still exists`)
   }
   replica.addresses.set(from.id, source)
-  if (findMember(replica.membership, from.id, from.incarnation) !== undefined) return answer("Member", "")
   const member: Member = { id: from.id, incarnation: from.incarnation, voter: false, address: source }
   if (lead.joinRequests.size < 16 || lead.joinRequests.has(memberKey(member))) {
     lead.joinRequests.set(memberKey(member), member)
@@ -217,7 +239,11 @@ export const onJoinAnswer = <S, C, E, Err>(
   replica: Replica<S, C, E, Err>,
   from: ServerMeta,
   meta: Meta,
-  body: { readonly outcome: "Member" | "Pending" | "ResetStore" | "Refused"; readonly reason: string },
+  body: {
+    readonly outcome: "Member" | "Pending" | "ResetStore" | "Refused"
+    readonly reason: string
+    readonly firstEntry: LogEntry | null
+  },
   source: Address
 ): void => {
   const join = replica.join
@@ -241,6 +267,21 @@ export const onJoinAnswer = <S, C, E, Err>(
         persistHardState(replica)
       }
       if (replica.group !== meta.group) return dropped(replica, "other-group")
+      const first = body.firstEntry
+      if (
+        replica.log.lastSeq === 0 &&
+        first !== null &&
+        first.seq === 1 &&
+        first.body._tag === "GroupFormed" &&
+        first.body.group === replica.group
+      ) {
+        // A founder with an empty log takes the group's first entry now: it knows the members
+        // and can vote before a leader replicates to it (its incarnation is listed, so it never
+        // voted in this group), and no candidate without that entry can win it over.
+        replica.log.append(first)
+        emit(replica, { _tag: "Append", entries: [first] })
+        setMembership(replica, applyMembershipEntry(replica.membership, first.body, first.seq))
+      }
       adoptEpoch(replica, meta.epoch ?? 0, null)
       replica.addresses.set(from.id, source)
       replica.join = null
