@@ -126,7 +126,11 @@ describe("Election — vote (DESIGN §5, Election phase 2)", () => {
     const out = receive(follower, "s3", 4, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, 1_100)
     expect(follower.leader).toBe("s3")
     expect(follower.epoch).toBe(4)
-    expect(sent(out)[0]).toEqual({ to: "s3", body: { _tag: "HeartbeatAck", round: 1, matchSeq: 1 }, epoch: 4 })
+    expect(sent(out)[0]).toEqual({
+      to: "s3",
+      body: { _tag: "HeartbeatAck", round: 1, matchSeq: 1 },
+      epoch: 4
+    })
   })
 
   it("a stale leader is fenced: its heartbeat gets our higher epoch, and it steps down on seeing it", () => {
