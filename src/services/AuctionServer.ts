@@ -19,7 +19,13 @@ import {
   commandOf
 } from "../domain/agora/Agora.js"
 import type { AuctionCommand } from "../domain/auction/index.js"
-import { findAuction, listOpen, notificationsFor, recipientsOf } from "../domain/auction/index.js"
+import {
+  findAuction,
+  listOpen,
+  notificationsFor,
+  recipientsOf,
+  streamLength
+} from "../domain/auction/index.js"
 import type { ClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry } from "../domain/cluster/Entry.js"
 import type { Body } from "../domain/Envelope.js"
@@ -156,6 +162,10 @@ export const makeAuctionServer = (
 
     const failed = (code: ErrorCode, message: string): ReplyResult => ({ _tag: "Failed", code, message })
 
+    /** Notifications are a session's own: acks and subscriptions need its token (as requests do). */
+    const tokenMatches = (session: SessionId, token: SessionToken): boolean =>
+      Option.exists(HashMap.get(latest.sessions, session), (entry) => entry.token === token)
+
     const handleClient = (incoming: Incoming): Effect.Effect<void> => {
       const { envelope, source } = incoming
       const body = envelope.body
@@ -177,9 +187,11 @@ export const makeAuctionServer = (
               : notLeader(source)
           )
         case "NotifyAck":
+          if (!tokenMatches(body.session, body.token)) return Effect.void
           duties?.touch(body.session)
           return Effect.sync(() => duties?.ack(body.session, body.auction, body.seq))
         case "Subscribe":
+          if (!tokenMatches(body.session, body.token)) return Effect.void
           duties?.touch(body.session)
           return Effect.sync(() => duties?.subscribe(body.session, body.auction, body.fromSeq))
         default:
@@ -459,32 +471,48 @@ export const makeAuctionServer = (
 
         return {
           applied: (events, state) =>
-            Effect.forEach(
-              events,
-              (event) =>
-                Effect.suspend(() => {
-                  if (event._tag === "AuctionHappened") {
-                    const auction = Option.getOrUndefined(findAuction(state.auctions, event.event.auction))
-                    if (auction !== undefined) {
-                      for (const session of recipientsOf(auction, event.event)) {
-                        streamOf(session, event.event.auction)
-                        Queue.unsafeOffer(dirty, `${session}/${event.event.auction}`)
-                      }
-                    }
-                  } else if (event._tag === "SessionExpired") {
-                    activity.delete(event.session)
-                  }
-                  return deadlineFor(state, event)
-                }),
-              { discard: true }
-            ),
+            Effect.suspend(() => {
+              // How many notices this entry adds per stream: a stream this leader did not know yet
+              // starts right before them (a client that missed earlier ones resubscribes for them).
+              const added = new Map<string, { session: SessionId; auction: AuctionId; count: number }>()
+              for (const event of events) {
+                if (event._tag === "SessionExpired") activity.delete(event.session)
+                if (event._tag !== "AuctionHappened") continue
+                const auction = Option.getOrUndefined(findAuction(state.auctions, event.event.auction))
+                if (auction === undefined) continue
+                for (const session of recipientsOf(auction, event.event)) {
+                  const key = `${session}/${event.event.auction}`
+                  const entry = added.get(key) ?? { session, auction: event.event.auction, count: 0 }
+                  entry.count += 1
+                  added.set(key, entry)
+                }
+              }
+              for (const [key, { session, auction, count }] of added) {
+                if (!streams.has(key)) {
+                  const found = Option.getOrUndefined(findAuction(state.auctions, auction))
+                  const length = found === undefined ? 0 : streamLength(found, session)
+                  const stream = streamOf(session, auction)
+                  stream.acked = Math.max(0, length - count)
+                  stream.sent = stream.acked
+                }
+                Queue.unsafeOffer(dirty, key)
+              }
+              return Effect.forEach(events, (event) => deadlineFor(state, event), { discard: true })
+            }),
           touch: (session) => {
             activity.set(session, nowMs)
           },
           ack: (session, auction, seq) => {
-            const stream = streams.get(`${session}/${auction}`)
+            const key = `${session}/${auction}`
+            const stream = streams.get(key)
             if (stream === undefined) return
             stream.acked = Math.max(stream.acked, Math.min(seq, stream.sent))
+            // A fully acknowledged stream of an ended auction has nothing more to send: forget it
+            // (a resubscribe recreates it), so the notifier does not grow with history.
+            const ended = Option.getOrUndefined(findAuction(latest.auctions, auction))
+            if (ended !== undefined && (ended.phase === "closed" || ended.phase === "cancelled")) {
+              if (stream.acked >= streamLength(ended, session)) streams.delete(key)
+            }
           },
           subscribe: (session, auction, fromSeq) => {
             const stream = streamOf(session, auction)

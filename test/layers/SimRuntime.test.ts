@@ -239,7 +239,7 @@ describe("simulate: virtual time", () => {
     expect(result.timersLiveCount).toBe(0)
   })
 
-  it("ten simulated hours of sleeping take well under a second of wall time", () => {
+  it("ten simulated hours of sleeping take seconds of wall time, not hours (a generous guard, not a benchmark)", () => {
     const wallStartMs = performance.now()
     const result = simulate(Effect.repeatN(Effect.sleep("1 second"), 36_000 - 1), {
       seed: 1,
@@ -248,7 +248,7 @@ describe("simulate: virtual time", () => {
     const wallMs = performance.now() - wallStartMs
     expect(result.ending).toBe("completed")
     expect(result.elapsedMs).toBe(10 * 3_600_000)
-    expect(wallMs).toBeLessThan(1000)
+    expect(wallMs).toBeLessThan(10_000)
   })
 })
 
@@ -504,6 +504,6 @@ describe("simulate: speed", () => {
     // Beats at 50, 100, ..., 59,950 ms: the one due at 60,000 loses the tie to the main sleep (created first).
     expect(result.exit).toEqual(Exit.succeed(5 * 4 * 1199))
     expect(result.trace.count).toBe(5 * 4 * 1199)
-    expect(ratio).toBeGreaterThan(20)
+    expect(ratio).toBeGreaterThan(5)
   })
 })
