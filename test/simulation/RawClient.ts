@@ -21,6 +21,22 @@ export interface RawClient {
   /** Every notice received for `auction`, by seq (duplicates collapse). */
   readonly notices: (auction: number) => ReadonlyArray<Notice>
   readonly lastRequestId: () => number
+  /** The session's token (to propose in its name straight to a server, in scale tests). */
+  readonly token: () => SessionToken
+  /** Every notification of `auction` as it arrived, duplicates and all, with its arrival time. */
+  readonly arrivals: (auction: number) => ReadonlyArray<NoticeArrival>
+  /** Every reply received for `requestId`, in arrival order (the first one answered `request`). */
+  readonly replies: (requestId: number) => ReadonlyArray<ReplyResult>
+  /** Request datagrams sent so far (first copies and retries). */
+  readonly requestsSent: () => number
+  /** Asks the leader it knows to resend `auction` from `fromSeq` (default: after the in-order prefix it holds). */
+  readonly subscribe: (auction: number, fromSeq?: number) => Effect.Effect<void>
+}
+
+export interface NoticeArrival {
+  readonly seq: number
+  readonly notice: Notice
+  readonly atMs: number
 }
 
 export const makeRawClient = (name: string): Effect.Effect<RawClient, never, SimNetwork | Scope.Scope> =>
@@ -35,6 +51,17 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
     const waiting = new Map<number, Deferred.Deferred<ReplyResult>>()
     let registered: Deferred.Deferred<void> | null = null
     const streams = new Map<number, Map<number, Notice>>()
+    const arrivals = new Map<number, Array<NoticeArrival>>()
+    const replies = new Map<number, Array<ReplyResult>>()
+    let requestsSent = 0
+
+    /** The highest seq up to which `auction`'s notices are all in. */
+    const contiguousOf = (auction: number): number => {
+      const stream = streams.get(auction)
+      let contiguous = 0
+      while (stream?.has(contiguous + 1) === true) contiguous += 1
+      return contiguous
+    }
 
     const send = (body: Parameters<typeof transport.send>[1]["body"]) =>
       leader === null
@@ -63,6 +90,9 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
               if (registered !== null) yield* Deferred.succeed(registered, undefined)
               return
             case "Reply": {
+              const received = replies.get(body.requestId) ?? []
+              replies.set(body.requestId, received)
+              received.push(body.result)
               const deferred = waiting.get(body.requestId)
               if (deferred !== undefined) yield* Deferred.succeed(deferred, body.result)
               return
@@ -71,8 +101,10 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
               const stream = streams.get(body.auction) ?? new Map<number, Notice>()
               streams.set(body.auction, stream)
               stream.set(body.seq, body.notice)
-              let contiguous = 0
-              while (stream.has(contiguous + 1)) contiguous += 1
+              const arrived = arrivals.get(body.auction) ?? []
+              arrivals.set(body.auction, arrived)
+              arrived.push({ seq: body.seq, notice: body.notice, atMs: yield* Clock.currentTimeMillis })
+              const contiguous = contiguousOf(body.auction)
               if (session !== null && token !== null && contiguous > 0) {
                 yield* transport
                   .send(source, {
@@ -119,6 +151,7 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
         while ((yield* Clock.currentTimeMillis) < deadline) {
           const sender = as ?? (session !== null && token !== null ? { session, token } : null)
           if (sender !== null) {
+            requestsSent += 1
             yield* send({
               _tag: "Request",
               session: sender.session,
@@ -148,6 +181,22 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
         if (stream === undefined) return []
         return [...stream.entries()].sort(([a], [b]) => a - b).map(([, notice]) => notice)
       },
-      lastRequestId: () => nextRequest
+      lastRequestId: () => nextRequest,
+      token: () => token as unknown as SessionToken,
+      arrivals: (auction) => arrivals.get(auction) ?? [],
+      replies: (requestId) => replies.get(requestId) ?? [],
+      requestsSent: () => requestsSent,
+      subscribe: (auction, fromSeq) =>
+        Effect.suspend(() =>
+          session === null || token === null
+            ? Effect.void
+            : send({
+                _tag: "Subscribe",
+                session,
+                token,
+                auction: auction as AuctionId,
+                fromSeq: fromSeq ?? contiguousOf(auction) + 1
+              })
+        )
     }
   })
