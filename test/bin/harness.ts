@@ -351,6 +351,24 @@ export class Harness {
     return new Screen(started)
   }
 
+  /** A server process started by this harness, by id. */
+  server(id: string): Started | undefined {
+    return this.processes.filter((p) => p.name === id).at(-1)
+  }
+
+  /** Kills a server with SIGKILL (a crash) and waits until it is gone. */
+  async crashServer(id: string): Promise<void> {
+    const server = this.server(id)
+    if (server === undefined || server.exitCode !== null) return
+    server.child.kill("SIGKILL")
+    await server.exited
+  }
+
+  /** Starts a server again on its data dir (as a restarted process would). */
+  restartServer(id: string, extra: ReadonlyArray<string> = []): void {
+    this.spawnNode(id, ["server", "--id", id, "--data-dir", join(this.dir, id), ...this.network, ...extra])
+  }
+
   /** Kills what is still running (SIGTERM, then SIGKILL), waits for every exit, removes the data dirs. */
   async cleanup(): Promise<void> {
     const running = this.processes.filter((p) => p.exitCode === null)
