@@ -298,11 +298,18 @@ export const Pong = Schema.TaggedStruct("Pong", { leader: ServerId, epoch: Epoch
 /** A new leader tells the clients of open sessions where it is. */
 export const LeaderChanged = Schema.TaggedStruct("LeaderChanged", { leader: LeaderInfo })
 
-/** The `seq`-th notification of an auction to this client (DESIGN §5, Notifications and order). */
+/** Notifications a server sends in one datagram at most (it also stays within the datagram limit). */
+export const NoticesPerNotifyMax = 64
+
+/**
+ * Consecutive notifications of an auction to this client: `notices[i]` is the
+ * (seq + i)-th (DESIGN §5, Notifications and order). Several in one datagram
+ * when several are due, so a busy auction costs fewer datagrams and acks.
+ */
 export const Notify = Schema.TaggedStruct("Notify", {
   auction: AuctionId,
   seq: Positive,
-  notice: Notice
+  notices: Schema.Array(Notice).pipe(Schema.minItems(1), Schema.maxItems(NoticesPerNotifyMax))
 })
 
 /** A client acknowledges every notification of an auction up to `seq`. */

@@ -18,7 +18,7 @@ import {
   agoraMachine,
   commandOf
 } from "../domain/agora/Agora.js"
-import type { AuctionCommand } from "../domain/auction/index.js"
+import type { AuctionCommand, NumberedNotice } from "../domain/auction/index.js"
 import {
   findAuction,
   listOpen,
@@ -40,6 +40,7 @@ import type {
   SessionToken
 } from "../domain/Ids.js"
 import type { AuctionSummary, ClientOp, ErrorCode, LeaderInfo, ReplyResult } from "../domain/Messages.js"
+import { NoticesPerNotifyMax } from "../domain/Messages.js"
 import type { Address } from "../domain/Schemas.js"
 import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
 import type { LogStore, Stored } from "./LogStore.js"
@@ -83,7 +84,9 @@ export type AgoraCluster = ClusterShape<AgoraState, AgoraCommand, AgoraRefusal>
 /** Client messages handled at once; past this, datagrams wait for a slot (clients retry anyway). */
 const ClientHandlersMax = 4_096
 /** Notifications sent per stream per pass: a long backlog goes out over several passes. */
-const NoticesPerPass = 32
+const NoticesPerPass = 128
+/** The longest a stream waits before resending unacknowledged notices. */
+const ResendBackoffMaxMs = 5_000
 
 export const clientRequests = Metric.counter("agora_client_requests", {
   description: "client requests handled, by outcome",
@@ -99,6 +102,8 @@ interface NoticeStream {
   /** Every notice up to this seq was sent at least once. */
   sent: number
   lastSentMs: number
+  /** How long unacknowledged notices wait before they are resent; doubles per resend, resets on progress. */
+  resendMs: number
 }
 
 interface LeaderDuties {
@@ -115,6 +120,8 @@ export const makeAuctionServer = (
     const transport = yield* Transport
     const serverScope = yield* Effect.scope
     const config = options.server
+    /** Room for notices in one Notify: the datagram minus the envelope around them. */
+    const notifyBytesMax = Math.max(200, config.maxDatagramBytes - 300)
     const handlers = yield* Effect.makeSemaphore(ClientHandlersMax)
     let duties: LeaderDuties | null = null
     let latest: AgoraState = agoraMachine.initial
@@ -378,7 +385,7 @@ export const makeAuctionServer = (
           const key = `${session}/${auction}`
           let stream = streams.get(key)
           if (stream === undefined) {
-            stream = { session, auction, acked: 0, sent: 0, lastSentMs: 0 }
+            stream = { session, auction, acked: 0, sent: 0, lastSentMs: 0, resendMs: config.notifyResendMs }
             streams.set(key, stream)
           }
           return stream
@@ -399,10 +406,35 @@ export const makeAuctionServer = (
               stream.sent + 1,
               NoticesPerPass
             )
-            for (const { seq, notice } of notifications) {
-              yield* reply(session.address, { _tag: "Notify", auction: stream.auction, seq, notice })
-              stream.sent = seq
+            // Consecutive notices go out together, as many as fit a datagram.
+            let batch: Array<NumberedNotice> = []
+            let bytes = 0
+            const sendBatch = () => {
+              const first = batch[0]
+              if (first === undefined) return Effect.void
+              const notices = batch.map((numbered) => numbered.notice)
+              batch = []
+              bytes = 0
+              return reply(session.address, {
+                _tag: "Notify",
+                auction: stream.auction,
+                seq: first.seq,
+                notices
+              })
             }
+            for (const numbered of notifications) {
+              const size = JSON.stringify(numbered.notice).length + 1
+              if (
+                batch.length >= NoticesPerNotifyMax ||
+                (batch.length > 0 && bytes + size > notifyBytesMax)
+              ) {
+                yield* sendBatch()
+              }
+              batch.push(numbered)
+              bytes += size
+              stream.sent = numbered.seq
+            }
+            yield* sendBatch()
             stream.lastSentMs = yield* Clock.currentTimeMillis
             if (stream.sent < length) Queue.unsafeOffer(dirty, `${stream.session}/${stream.auction}`)
           })
@@ -428,8 +460,12 @@ export const makeAuctionServer = (
               const now = yield* Clock.currentTimeMillis
               nowMs = now
               for (const [key, stream] of streams) {
-                if (stream.acked < stream.sent && now - stream.lastSentMs >= config.notifyResendMs) {
+                if (stream.acked < stream.sent && now - stream.lastSentMs >= stream.resendMs) {
+                  // Unacknowledged past its resend interval: send again from the first unacknowledged
+                  // notice, and wait twice as long next time (an overloaded client or network gets
+                  // fewer resends, not more).
                   stream.sent = stream.acked
+                  stream.resendMs = Math.min(stream.resendMs * 2, ResendBackoffMaxMs)
                   Queue.unsafeOffer(dirty, key)
                 }
               }
@@ -506,7 +542,9 @@ export const makeAuctionServer = (
             const key = `${session}/${auction}`
             const stream = streams.get(key)
             if (stream === undefined) return
-            stream.acked = Math.max(stream.acked, Math.min(seq, stream.sent))
+            const acked = Math.min(seq, stream.sent)
+            if (acked > stream.acked) stream.resendMs = config.notifyResendMs
+            stream.acked = Math.max(stream.acked, acked)
             // A fully acknowledged stream of an ended auction has nothing more to send: forget it
             // (a resubscribe recreates it), so the notifier does not grow with history.
             const ended = Option.getOrUndefined(findAuction(latest.auctions, auction))

@@ -367,6 +367,18 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
       return sends
     }
 
+    /** One datagram's worth of outputs: acks are cumulative (the last per auction is enough), one subscribe per auction. */
+    const coalesce = (outputs: ReadonlyArray<StreamOutput>): ReadonlyArray<StreamOutput> => {
+      const acks = new Map<AuctionId, StreamOutput>()
+      const subscribes = new Map<AuctionId, StreamOutput>()
+      for (const output of outputs) {
+        if (output._tag === "Ack") acks.set(output.auction, output)
+        else if (output._tag === "Subscribe" && !subscribes.has(output.auction))
+          subscribes.set(output.auction, output)
+      }
+      return [...acks.values(), ...subscribes.values()]
+    }
+
     /** Sends acks to `ackTo` (the notifying server) and subscriptions to the leader. */
     const sendStreamOutputs = (
       outputs: ReadonlyArray<StreamOutput>,
@@ -496,9 +508,20 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
         if (current.session === null) return
         const now = yield* nowMs
         const sends = yield* Effect.sync(() => {
-          const step = receive(streams, notify, now, roomOf(), limits)
-          streams = step.streams
-          return deliverNow(step.outputs)
+          const outputs: Array<StreamOutput> = []
+          for (const [i, notice] of notify.notices.entries()) {
+            // Delivered one by one, so the room each notice sees is exact.
+            const step = receive(
+              streams,
+              { auction: notify.auction, seq: notify.seq + i, notice },
+              now,
+              roomOf(),
+              limits
+            )
+            streams = step.streams
+            outputs.push(...deliverNow(step.outputs))
+          }
+          return coalesce(outputs)
         })
         yield* sendStreamOutputs(sends, source)
       })

@@ -157,19 +157,22 @@ const samples: ReadonlyArray<Body> = [
     _tag: "Notify",
     auction,
     seq: 1,
-    notice: { _tag: "BidReceivedNotice", auction, round: 2, bidder: session }
+    notices: [{ _tag: "BidReceivedNotice", auction, round: 2, bidder: session }]
   },
   {
     _tag: "Notify",
     auction,
     seq: 2,
-    notice: {
-      _tag: "AuctionWonNotice",
-      auction,
-      winner: session,
-      amount: Money.unsafeMake(30),
-      totals: [{ bidder: session, amount: Money.unsafeMake(30) }]
-    }
+    notices: [
+      { _tag: "BidReceivedNotice", auction, round: 2, bidder: session },
+      {
+        _tag: "AuctionWonNotice",
+        auction,
+        winner: session,
+        amount: Money.unsafeMake(30),
+        totals: [{ bidder: session, amount: Money.unsafeMake(30) }]
+      }
+    ]
   },
   { _tag: "NotifyAck", session, token, auction, seq: 5 },
   { _tag: "Subscribe", session, token, auction, fromSeq: 6 },

@@ -240,7 +240,10 @@ describe("Auction service at scale (DESIGN §3, §4, §5)", () => {
     const oversize = new Map<string, number>()
     const onSend = (_id: string, body: Body) => {
       // A thousand bids each tell 1,001 participants: skip measuring those million small notices.
-      if (body._tag !== "Replicate" && (body._tag !== "Notify" || body.notice._tag === "BidReceivedNotice"))
+      if (
+        body._tag !== "Replicate" &&
+        (body._tag !== "Notify" || body.notices.every((notice) => notice._tag === "BidReceivedNotice"))
+      )
         return
       const bytes = JSON.stringify(body).length
       largest.set(body._tag, Math.max(largest.get(body._tag) ?? 0, bytes))

@@ -196,7 +196,7 @@ const fakeServer = (options: FakeOptions): Effect.Effect<FakeServer, never, SimN
       const notice = cluster.streams.get(auction)?.[seq - 1]
       return notice === undefined
         ? Effect.void
-        : send(address, { _tag: "Notify", auction: AuctionId.make(auction), seq, notice })
+        : send(address, { _tag: "Notify", auction: AuctionId.make(auction), seq, notices: [notice] })
     }
 
     const onRequest = (

@@ -100,10 +100,13 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
             case "Notify": {
               const stream = streams.get(body.auction) ?? new Map<number, Notice>()
               streams.set(body.auction, stream)
-              stream.set(body.seq, body.notice)
               const arrived = arrivals.get(body.auction) ?? []
               arrivals.set(body.auction, arrived)
-              arrived.push({ seq: body.seq, notice: body.notice, atMs: yield* Clock.currentTimeMillis })
+              const atMs = yield* Clock.currentTimeMillis
+              for (const [i, notice] of body.notices.entries()) {
+                stream.set(body.seq + i, notice)
+                arrived.push({ seq: body.seq + i, notice, atMs })
+              }
               const contiguous = contiguousOf(body.auction)
               if (session !== null && token !== null && contiguous > 0) {
                 yield* transport
