@@ -45,6 +45,19 @@
  *     members         TEXT NOT NULL       JSON array of members as of `seq`
  *     membership_seq  INTEGER NOT NULL    the seq of the membership entry in force at `seq`
  *     state           TEXT NOT NULL       the state machine's state, JSON
+ *   auctions    every finished auction, kept for good (the replicated state purges them
+ *               after a retention period); written as each server applies the close
+ *     auction         INTEGER PRIMARY KEY
+ *     item            TEXT NOT NULL
+ *     auctioneer      INTEGER NOT NULL    the auctioneer's session
+ *     status          TEXT NOT NULL       closed | cancelled
+ *     winner          INTEGER             the winner's session (closed)
+ *     amount          INTEGER             the winner's total (closed)
+ *     totals          TEXT NOT NULL       JSON [{bidder, amount}] in join order
+ *     reason          TEXT                why it was cancelled
+ *     rounds          INTEGER NOT NULL
+ *     min_bid         INTEGER NOT NULL
+ *     created_at_ms   INTEGER NOT NULL
  *
  * Corruption is never repaired silently: a file that is not SQLite, a foreign
  * SQLite database, an unknown schema version or a row that does not decode
@@ -64,6 +77,7 @@ import { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import { Count } from "../domain/Schemas.js"
 import {
   type Checkpoint,
+  type EndedAuctionRecord,
   LogStore,
   type LogStoreShape,
   type Stored,
@@ -137,9 +151,22 @@ const createTables = [
     members TEXT NOT NULL,
     membership_seq INTEGER NOT NULL,
     state TEXT NOT NULL
+  )`,
+  `CREATE TABLE auctions (
+    auction INTEGER PRIMARY KEY,
+    item TEXT NOT NULL,
+    auctioneer INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    winner INTEGER,
+    amount INTEGER,
+    totals TEXT NOT NULL,
+    reason TEXT,
+    rounds INTEGER NOT NULL,
+    min_bid INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL
   )`
 ]
-const tableNames = ["meta", "hard_state", "log", "checkpoint"]
+const tableNames = ["auctions", "checkpoint", "hard_state", "log", "meta"]
 
 const upsertHardState = `INSERT INTO hard_state (singleton, group_id, incarnation, epoch, vote, commit_seq)
   VALUES (1, ?, ?, ?, ?, ?)
@@ -587,8 +614,49 @@ export const makeSqlite = (
       )
     ).pipe(Effect.mapError((error) => (error instanceof StoreError ? error : openFailure(file)(error))))
 
+    const recordEnded = (records: ReadonlyArray<EndedAuctionRecord>): Effect.Effect<void, StoreError> =>
+      records.length === 0
+        ? Effect.void
+        : withDb((db) =>
+            transaction(
+              db,
+              Effect.forEach(
+                records,
+                (r) =>
+                  exec(
+                    db,
+                    `INSERT OR REPLACE INTO auctions
+                      (auction, item, auctioneer, status, winner, amount, totals, reason, rounds, min_bid, created_at_ms)
+                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                    [
+                      r.auction,
+                      r.item,
+                      r.auctioneer,
+                      r.status,
+                      r.winner,
+                      r.amount,
+                      JSON.stringify(r.totals),
+                      r.reason,
+                      r.rounds,
+                      r.minBid,
+                      r.createdAtMs
+                    ]
+                  ),
+                { discard: true }
+              )
+            )
+          ).pipe(
+            Effect.mapError((error) =>
+              error instanceof StoreError
+                ? error
+                : new StoreError({
+                    message: `store ${file}: recording finished auctions failed: ${describe(error)}`
+                  })
+            )
+          )
+
     return {
-      store: { open, write },
+      store: { open, write, recordEnded },
       dataDir: { dataDir: options.dataDir, file, serverIdentity: claimIdentity, synchronous }
     }
   })

@@ -43,7 +43,7 @@ import type { AuctionSummary, ClientOp, ErrorCode, LeaderInfo, ReplyResult } fro
 import { NoticesPerNotifyMax } from "../domain/Messages.js"
 import type { Address } from "../domain/Schemas.js"
 import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
-import type { LogStore, Stored } from "./LogStore.js"
+import { type EndedAuctionRecord, LogStore, type Stored } from "./LogStore.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 export interface AuctionServerConfig {
@@ -53,7 +53,10 @@ export interface AuctionServerConfig {
   readonly startTimeoutMs: number
   /** A client silent this long loses its session, and leaves the auctions still waiting. */
   readonly sessionTimeoutMs: number
-  /** A closed or cancelled auction stays queryable this long before it is purged from the state. */
+  /**
+   * A closed or cancelled auction stays in the replicated state this long (its final notices can
+   * still be resent), then it is purged; the store keeps it for good in its `auctions` table.
+   */
   readonly retentionMs: number
   /** Unacknowledged notifications are resent after this long. */
   readonly notifyResendMs: number
@@ -65,7 +68,7 @@ export const defaultAuctionServerConfig: AuctionServerConfig = {
   roundTimeoutMs: 60_000,
   startTimeoutMs: 60_000,
   sessionTimeoutMs: 60_000,
-  retentionMs: 60 * 60_000,
+  retentionMs: 5 * 60_000,
   notifyResendMs: 300,
   maxDatagramBytes: 1_400
 }
@@ -118,6 +121,7 @@ export const makeAuctionServer = (
 ): Effect.Effect<AgoraCluster, never, Transport | LogStore | Scope.Scope> =>
   Effect.gen(function* () {
     const transport = yield* Transport
+    const store = yield* LogStore
     const serverScope = yield* Effect.scope
     const config = options.server
     /** Room for notices in one Notify: the datagram minus the envelope around them. */
@@ -138,7 +142,9 @@ export const makeAuctionServer = (
       onApplied: (_entry: LogEntry, events, state) =>
         Effect.suspend(() => {
           latest = state
-          return duties === null ? Effect.void : duties.applied(events, state)
+          const ended = endedRecords(events, state)
+          const record = ended.length === 0 ? Effect.void : Effect.orDie(store.recordEnded(ended))
+          return duties === null ? record : Effect.zipRight(record, duties.applied(events, state))
         }),
       whileLeader: (epoch) =>
         Effect.gen(function* () {
@@ -562,6 +568,37 @@ export const makeAuctionServer = (
       })
 
     return cluster
+  })
+
+/** The finished auctions among these events, as the store keeps them. */
+const endedRecords = (
+  events: ReadonlyArray<AgoraEvent>,
+  state: AgoraState
+): ReadonlyArray<EndedAuctionRecord> =>
+  events.flatMap((event) => {
+    if (event._tag !== "AuctionHappened") return []
+    const inner = event.event
+    if (inner._tag !== "AuctionClosed" && inner._tag !== "AuctionCancelled") return []
+    const auction = Option.getOrUndefined(findAuction(state.auctions, inner.auction))
+    if (auction === undefined || (auction.phase !== "closed" && auction.phase !== "cancelled")) return []
+    return [
+      {
+        auction: auction.auction,
+        item: auction.item,
+        auctioneer: auction.auctioneer,
+        status: auction.phase,
+        winner: auction.phase === "closed" ? auction.winner : null,
+        amount: auction.phase === "closed" ? auction.amount : null,
+        totals:
+          auction.phase === "closed"
+            ? auction.totals
+            : auction.bidders.map((bidder) => ({ bidder, amount: 0 })),
+        reason: auction.phase === "cancelled" ? auction.reason : null,
+        rounds: auction.minRounds,
+        minBid: auction.minBid,
+        createdAtMs: auction.createdAtMs
+      }
+    ]
   })
 
 const randomHex = (digits: number): Effect.Effect<string> =>

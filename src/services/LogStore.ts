@@ -44,11 +44,32 @@ export class StoreError extends Schema.TaggedError<StoreError>()("StoreError", {
   message: Schema.String
 }) {}
 
+/** A finished auction as the store keeps it for good (queryable with `sqlite3`), after the replicated state purged it. */
+export interface EndedAuctionRecord {
+  readonly auction: number
+  readonly item: string
+  readonly auctioneer: number
+  readonly status: "closed" | "cancelled"
+  readonly winner: number | null
+  readonly amount: number | null
+  /** Every bidder's total (closed), or the bidders at cancellation with 0. */
+  readonly totals: ReadonlyArray<{ readonly bidder: number; readonly amount: number }>
+  readonly reason: string | null
+  readonly rounds: number
+  readonly minBid: number
+  readonly createdAtMs: number
+}
+
 export interface LogStoreShape {
   /** Reads the store (and raises its boot counter). */
   readonly open: Effect.Effect<Stored, StoreError>
   /** Applies one batch of changes atomically and durably (per the sync setting). */
   readonly write: (ops: ReadonlyArray<StoreOp>) => Effect.Effect<void, StoreError>
+  /**
+   * Keeps finished auctions for good, outside the replicated state (which purges them after a
+   * retention period). Idempotent: replaying the log after a restart records them again.
+   */
+  readonly recordEnded: (records: ReadonlyArray<EndedAuctionRecord>) => Effect.Effect<void, StoreError>
 }
 
 export class LogStore extends Context.Tag("agora/LogStore")<LogStore, LogStoreShape>() {}
@@ -67,6 +88,8 @@ export interface MemoryStoreData {
   boot: number
   /** Batches written, for tests. */
   writes: number
+  /** Finished auctions recorded, by id. */
+  ended: Map<number, EndedAuctionRecord>
 }
 
 export const makeMemoryStoreData = (): MemoryStoreData => ({
@@ -76,7 +99,8 @@ export const makeMemoryStoreData = (): MemoryStoreData => ({
   checkpoint: null,
   entries: [],
   boot: 0,
-  writes: 0
+  writes: 0,
+  ended: new Map()
 })
 
 /** Applies a batch to in-memory store data (also used by tests that inspect a store). */
@@ -130,7 +154,11 @@ export const makeMemory = (data: MemoryStoreData): LogStoreShape => ({
       boot: data.boot
     }
   }),
-  write: (ops) => Effect.sync(() => applyStoreOps(data, ops))
+  write: (ops) => Effect.sync(() => applyStoreOps(data, ops)),
+  recordEnded: (records) =>
+    Effect.sync(() => {
+      for (const record of records) data.ended.set(record.auction, record)
+    })
 })
 
 /** An in-memory store over `data` (a fresh one when omitted). */

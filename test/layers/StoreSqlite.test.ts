@@ -381,6 +381,55 @@ describe("layerSqlite: writes (same semantics as applyStoreOps)", () => {
   )
 })
 
+describe("layerSqlite: finished auctions are kept for good in the auctions table", () => {
+  it.scoped(
+    "recorded auctions are readable with plain SQL, and recording again replaces, never duplicates",
+    () =>
+      Effect.gen(function* () {
+        const options = { dataDir: yield* tempDir }
+        const record = (winner: number) => ({
+          auction: 7,
+          item: "Vase",
+          auctioneer: 1,
+          status: "closed" as const,
+          winner,
+          amount: 45,
+          totals: [
+            { bidder: 2, amount: 30 },
+            { bidder: 3, amount: 45 }
+          ],
+          reason: null,
+          rounds: 2,
+          minBid: 10,
+          createdAtMs: 1_700_000_000_000
+        })
+        yield* life(
+          options,
+          Effect.gen(function* () {
+            yield* openStore
+            const store = yield* LogStore
+            yield* store.recordEnded([record(3)])
+            // A restarted server replays its log and records the same auction again.
+            yield* store.recordEnded([record(3)])
+          })
+        )
+        const rows = yield* rawSql(Path.join(options.dataDir, "agora.db"), (sql) =>
+          sql.unsafe("SELECT auction, item, status, winner, amount, totals FROM auctions")
+        )
+        expect(rows).toEqual([
+          {
+            auction: 7,
+            item: "Vase",
+            status: "closed",
+            winner: 3,
+            amount: 45,
+            totals: '[{"bidder":2,"amount":30},{"bidder":3,"amount":45}]'
+          }
+        ])
+      })
+  )
+})
+
 describe("layerSqlite: crashes (DESIGN §1, promise 3)", () => {
   /**
    * The child runs this repo's TypeScript directly, in CI and locally alike,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, HashMap } from "effect"
 import { agoraMachine } from "../../src/domain/agora/Agora.js"
 import type { AuctionId } from "../../src/domain/Ids.js"
 import { defaultAuctionServerConfig, makeAuctionServer } from "../../src/services/AuctionServer.js"
@@ -113,6 +113,44 @@ describe("Auction service on the cluster (DESIGN §3, §5)", () => {
         { bidder: result.carolSession, amount: 45 }
       ]
     })
+  })
+
+  it("a finished auction is purged from the replicated state after its retention period, and every store keeps it for good", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* auctionCluster({ retentionMs: 3_000 })
+        const { auctioneer, bob, carol } = yield* auctionWithBidders
+        yield* auctioneer.request({ _tag: "Start", auction })
+        for (const round of [1, 2]) {
+          yield* bob.request({ _tag: "Bid", auction, round, amount: 20 })
+          yield* carol.request({ _tag: "Bid", auction, round, amount: 30 })
+        }
+        yield* Effect.sleep(500)
+        const listed = (yield* cluster.cluster((yield* cluster.leaders)[0]?.id ?? "")?.read ??
+          Effect.die("no leader")).auctions
+        const beforeRetention = HashMap.has(listed.history, auction)
+        yield* Effect.sleep(5_000)
+        const after = (yield* cluster.cluster((yield* cluster.leaders)[0]?.id ?? "")?.read ??
+          Effect.die("no leader")).auctions
+        return {
+          beforeRetention,
+          afterRetention: HashMap.has(after.history, auction),
+          kept: ids.map((id) => cluster.store(id).ended.get(auction)),
+          carol: carol.session()
+        }
+      })
+    )
+    expect(result.beforeRetention).toBe(true)
+    expect(result.afterRetention).toBe(false)
+    for (const record of result.kept) {
+      expect(record).toMatchObject({
+        auction: 1,
+        item: "Vase",
+        status: "closed",
+        winner: result.carol,
+        amount: 60
+      })
+    }
   })
 
   it("the leader killed mid-round: the round completes, no acknowledged bid is lost, the winner is right", () => {

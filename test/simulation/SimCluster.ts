@@ -81,6 +81,8 @@ export interface SimCluster<S, C, Err> {
   /** Interrupts the server's scope; with `loseStore` its data dir is gone too. */
   readonly crash: (id: string, options?: { readonly loseStore?: boolean }) => Effect.Effect<void>
   readonly cluster: (id: string) => ClusterShape<S, C, Err> | undefined
+  /** The in-memory store of a server (it survives the server's crashes unless lost). */
+  readonly store: (id: string) => MemoryStoreData
   readonly statuses: Effect.Effect<ReadonlyArray<ClusterStatus>>
   /** The running servers that consider themselves leader. */
   readonly leaders: Effect.Effect<ReadonlyArray<ClusterStatus>>
@@ -250,6 +252,7 @@ export const makeSimCluster = <S, C, E, Err>(
       start,
       crash,
       cluster: (id) => slotOf(id).running?.cluster,
+      store: (id) => slotOf(id).data,
       statuses: currentStatuses,
       leaders,
       awaitLeader,
