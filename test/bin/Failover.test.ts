@@ -97,7 +97,8 @@ describe("agora server processes on loopback", () => {
     const bidders = [bob.session, bob.session, carol.session, carol.session]
     for (const [i, bid] of [accepted[0], accepted[2], accepted[1], accepted[3]].entries()) {
       const round = rounds.find((r) => r.round === bid?.round)
-      expect((round?.bids as Record<string, number>)[String(bidders[i])]).toBe(bid?.amount)
+      const bids = (round?.bids ?? {}) as Record<string, number>
+      expect(bids[String(bidders[i])]).toBe(bid?.amount)
     }
 
     // The killed server restarts from its data dir and catches up.
