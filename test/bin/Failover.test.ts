@@ -92,6 +92,7 @@ describe("agora server processes on loopback", () => {
     const won = await carol.client.waitType("auction-won", undefined, 40_000)
     expect(won).toMatchObject({ winner: carol.session, amount: 45 })
     expect(won.totals).toEqual({ [bob.session]: 30, [carol.session]: 45 })
+    await bob.client.waitType("auction-lost", undefined, 40_000)
     // Every acknowledged bid is in the round it named, with its amount.
     const rounds = bob.client.events(auction).filter((e) => e.type === "round-completed")
     const bidders = [bob.session, bob.session, carol.session, carol.session]
