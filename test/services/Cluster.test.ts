@@ -193,6 +193,26 @@ describe("Cluster — failover (DESIGN §1 promises 1–3)", () => {
     expect(result).toEqual({ interim: "s2", next: "s1", sum: 5 })
   })
 
+  it("after every follower restarted on a new port, they still find each other and elect when the leader dies", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const { cluster, leader } = yield* started(three)
+        const followers = three.filter((id) => id !== leader)
+        for (const [i, id] of followers.entries()) {
+          yield* cluster.crash(id)
+          yield* cluster.start(id, { port: 9_000 + i })
+          yield* cluster.awaitLeader(5_000)
+        }
+        yield* cluster.propose(2)
+        // The followers never exchanged a datagram since they moved: each knows only the other's old port.
+        yield* cluster.crash(leader)
+        const next = yield* cluster.awaitLeader(5_000)
+        return { next: followers.includes(next), sum: (yield* cluster.propose(1)).state }
+      })
+    )
+    expect(result).toEqual({ next: true, sum: 3 })
+  })
+
   it("an isolated follower does not depose a healthy leader when it comes back (pre-vote)", () => {
     const result = runScenario(
       Effect.gen(function* () {

@@ -77,7 +77,8 @@ export interface SimClusterOptions<S, C, E, Err> {
 
 export interface SimCluster<S, C, Err> {
   readonly ids: ReadonlyArray<ServerId>
-  readonly start: (id: string) => Effect.Effect<void>
+  /** Starts (or restarts) a server; `port` moves it to a new unicast port, as `--port 0` does on a restart. */
+  readonly start: (id: string, options?: { readonly port?: number }) => Effect.Effect<void>
   /** Interrupts the server's scope; with `loseStore` its data dir is gone too. */
   readonly crash: (id: string, options?: { readonly loseStore?: boolean }) => Effect.Effect<void>
   readonly cluster: (id: string) => ClusterShape<S, C, Err> | undefined
@@ -114,7 +115,7 @@ export const makeSimCluster = <S, C, E, Err>(
       return slot
     }
 
-    const start = (id: string): Effect.Effect<void> =>
+    const start = (id: string, startOptions?: { readonly port?: number }): Effect.Effect<void> =>
       Effect.gen(function* () {
         const slot = slotOf(id)
         if (slot.running !== null) return
@@ -127,7 +128,8 @@ export const makeSimCluster = <S, C, E, Err>(
         const transport = yield* makeSim({
           identity: { role: "server", id: slot.id, incarnation },
           boot: stored.boot,
-          name: id
+          name: id,
+          port: startOptions?.port
         }).pipe(Effect.orDie, Scope.extend(scope), Effect.provideService(SimNetwork, network))
         const tapped =
           options.recordSends === true

@@ -17,6 +17,7 @@ import { becomeLeader } from "./Leadership.js"
 import { isVoter, quorum, voters } from "./Membership.js"
 import {
   adoptEpoch,
+  broadcast,
   compareRank,
   drawElectionTimeout,
   dropped,
@@ -47,10 +48,9 @@ export const startPrevote = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void
   replica.candidacy = null
   setRole(replica, "precandidate", null)
   note(replica, "info", `no word from a leader: pre-vote for epoch ${nextEpoch}`)
-  for (const voter of voters(replica.membership)) {
-    if (voter.id === replica.id) continue
-    sendToServer(replica, voter.id, { _tag: "Election", nextEpoch, rank: rankOnWire(replica) })
-  }
+  // Broadcast, not unicast: after restarts on new ports, followers may not know where the
+  // others are now (they only learn a peer's address from its datagrams); the answers tell.
+  broadcast(replica, { _tag: "Election", nextEpoch, rank: rankOnWire(replica) })
   checkPrevote(replica)
 }
 

@@ -113,7 +113,11 @@ export const sent = (
 export const tags = (outputs: ReadonlyArray<TestOutput>): Array<string> =>
   outputs
     .filter((output) => output._tag !== "Note")
-    .map((output) => (output._tag === "Send" ? `Send:${output.message.body._tag}` : output._tag))
+    .map((output) =>
+      output._tag === "Send" || output._tag === "Broadcast"
+        ? `${output._tag}:${output.message.body._tag}`
+        : output._tag
+    )
 
 export const dropsOf = (outputs: ReadonlyArray<TestOutput>): Array<string> =>
   outputs.flatMap((output) => (output._tag === "Dropped" ? [output.reason] : []))
