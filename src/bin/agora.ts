@@ -3,6 +3,7 @@
 import { Command } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
+import { benchCommand } from "./BenchCommand.js"
 import { clientCommand } from "./ClientCommand.js"
 import { demoCommand } from "./DemoCommand.js"
 import { serverCommand } from "./ServerCommand.js"
@@ -10,7 +11,7 @@ import { statusCommand } from "./StatusCommand.js"
 
 const root = Command.make("agora").pipe(
   Command.withDescription("Agora: a fault-tolerant distributed auction system over UDP."),
-  Command.withSubcommands([serverCommand, clientCommand, statusCommand, demoCommand])
+  Command.withSubcommands([serverCommand, clientCommand, statusCommand, demoCommand, benchCommand])
 )
 
 const cli = Command.run(root, { name: "agora", version: "0.1.0" })

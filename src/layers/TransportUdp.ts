@@ -68,6 +68,8 @@ export const SocketBufferBytes = 4 * 1024 * 1024
  * to limit + 1 bytes before it is queued (enough to be counted as oversize).
  */
 export const ReceiveQueueCapacityDefault = 2048
+/** Send failures kept for the log until the receive fiber logs them; more are only counted. */
+const SendFailuresKept = 16
 /** Decoded messages waiting for the consumer of `incoming`; past it the receive fiber waits. */
 export const IncomingQueueCapacity = 1024
 
@@ -124,6 +126,8 @@ type SocketName = "unicast" | "discovery"
 type Received =
   | { readonly _tag: "Datagram"; readonly bytes: Uint8Array; readonly source: Address }
   | { readonly _tag: "SocketError"; readonly socket: SocketName; readonly error: Error }
+  /** A send failed: a wake-up for the receive fiber, which logs the failures (see `sendAll`). */
+  | { readonly _tag: "SendFailed" }
 
 interface SocketSpec {
   readonly name: SocketName
@@ -314,22 +318,30 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
     })
     const receivedCounter = Metric.tagged(datagramsReceived, "node", node)
 
-    const handle = (item: Received): Effect.Effect<void> => {
+    /** What one received item becomes: an envelope for `incoming`, or nothing (dropped, or logged). */
+    const handle = (item: Received): Effect.Effect<Option.Option<Incoming>> => {
+      if (item._tag === "SendFailed") return Effect.as(logSendFailures, Option.none())
       if (item._tag === "SocketError") {
-        return Effect.logWarning("socket error").pipe(
-          Effect.annotateLogs({ socket: item.socket, code: errorCode(item.error), error: item.error.message })
+        return Effect.as(
+          Effect.logWarning("socket error").pipe(
+            Effect.annotateLogs({
+              socket: item.socket,
+              code: errorCode(item.error),
+              error: item.error.message
+            })
+          ),
+          Option.none()
         )
       }
-      return Effect.flatMap(codec.decode(item.bytes, item.source), (incoming) =>
-        Option.isNone(incoming)
-          ? Effect.void
-          : Effect.zipRight(Metric.increment(receivedCounter), delivered.offer(incoming.value))
-      )
+      return codec.decode(item.bytes, item.source)
     }
     // Catches everything a datagram can cause, defects of the pipeline included: the loop lives on.
-    const handleSafely = (item: Received): Effect.Effect<void> =>
+    const handleSafely = (item: Received): Effect.Effect<Option.Option<Incoming>> =>
       Effect.catchAllCause(handle(item), (cause) =>
-        Effect.zipRight(countDrop(node, "defect"), Effect.logError("datagram handling failed", cause))
+        Effect.as(
+          Effect.zipRight(countDrop(node, "defect"), Effect.logError("datagram handling failed", cause)),
+          Option.none()
+        )
       )
     const logOverflow = Effect.suspend(() => {
       const count = overflowUnlogged
@@ -340,11 +352,22 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
             Effect.annotateLogs({ dropped: count })
           )
     })
+    // Everything the socket buffered since the last pass is decoded, then handed on in one
+    // offer and counted in one update: per-datagram offers and metric updates cost more than
+    // the decoding itself.
     const receiveLoop: Effect.Effect<void> = Effect.gen(function* () {
       while (true) {
         const [items, done] = yield* received.takeAll
         yield* logOverflow
-        for (const item of items) yield* handleSafely(item)
+        const batch: Array<Incoming> = []
+        for (const item of items) {
+          const incoming = yield* handleSafely(item)
+          if (Option.isSome(incoming)) batch.push(incoming.value)
+        }
+        if (batch.length > 0) {
+          yield* Metric.incrementBy(receivedCounter, batch.length)
+          yield* delivered.offerAll(batch)
+        }
         if (done) return
       }
     })
@@ -358,50 +381,72 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
       })
     )
 
-    /** Sends every datagram and waits for each one's outcome; returns the errors. */
-    const sendAll = (
-      datagrams: ReadonlyArray<Uint8Array>,
-      to: Address
-    ): Effect.Effect<ReadonlyArray<unknown>> =>
-      Effect.async<ReadonlyArray<unknown>>((resume) => {
-        const errors: Array<unknown> = []
-        let pending = datagrams.length
-        const settle = (error: unknown) => {
-          if (error !== null && error !== undefined) errors.push(error)
-          pending -= 1
-          if (pending === 0) resume(Effect.succeed(errors))
+    /**
+     * Send failures the socket reported, waiting for the receive fiber to log them (no Effect
+     * runs in a socket callback). Counted at once, like overflow; at most SendFailuresKept
+     * are kept for the log, the rest only counted.
+     */
+    const sendFailuresUnlogged: Array<{
+      readonly to: Address
+      readonly body: string
+      readonly error: unknown
+    }> = []
+    let sendFailuresUncounted = 0
+    const onSendFailure = (to: Address, body: string, error: unknown): void => {
+      sendFailedFor(node, errorCode(error)).unsafeUpdate(1, [])
+      if (sendFailuresUnlogged.length >= SendFailuresKept) {
+        sendFailuresUncounted += 1
+        return
+      }
+      sendFailuresUnlogged.push({ to, body, error })
+      // The first one since the last log wakes the receive fiber, which logs them.
+      if (sendFailuresUnlogged.length === 1 && !closed) enqueue({ _tag: "SendFailed" })
+    }
+    const logSendFailures = Effect.suspend(() => {
+      if (sendFailuresUnlogged.length === 0) return Effect.void
+      const failures = sendFailuresUnlogged.splice(0, sendFailuresUnlogged.length)
+      const more = sendFailuresUncounted
+      sendFailuresUncounted = 0
+      return Effect.forEach(
+        failures,
+        ({ to, body, error }) =>
+          // Not fatal: UDP promises nothing, and every protocol step retransmits.
+          Effect.logWarning("datagram send failed").pipe(
+            Effect.annotateLogs({
+              node,
+              to: `${to.host}:${to.port}`,
+              body,
+              code: errorCode(error),
+              error: asError(error).message,
+              ...(more > 0 ? { moreFailuresNotLogged: more } : {})
+            })
+          ),
+        { discard: true }
+      )
+    })
+
+    /**
+     * Hands every datagram to the socket without waiting for the kernel's answer: a sender
+     * never suspends on a send (a wait per datagram cost a fiber suspension and resumption
+     * each, most of a send's CPU). Failures are counted and logged as they are reported.
+     */
+    const sendAll = (datagrams: ReadonlyArray<Uint8Array>, to: Address, body: string): void => {
+      for (const bytes of datagrams) {
+        try {
+          unicast.send(bytes, to.port, to.host, (error) => {
+            if (error !== null && error !== undefined) onSendFailure(to, body, error)
+          })
+        } catch (error) {
+          // Thrown synchronously: bad port or address, or the socket is closed.
+          onSendFailure(to, body, error)
         }
-        if (pending === 0) return resume(Effect.succeed(errors))
-        for (const bytes of datagrams) {
-          try {
-            unicast.send(bytes, to.port, to.host, settle)
-          } catch (error) {
-            // Thrown synchronously: bad port or address, or the socket is closed.
-            settle(error)
-          }
-        }
-      })
+      }
+    }
 
     const deliver = (to: Address, message: Outgoing): Effect.Effect<void, TransportError> =>
-      Effect.gen(function* () {
-        if (closed) return yield* new TransportClosed()
-        const datagrams = yield* codec.encode(message)
-        const errors = yield* sendAll(datagrams, to)
-        if (errors.length === 0) return
-        if (closed) return yield* new TransportClosed()
-        // Not fatal: UDP promises nothing, and every protocol step retransmits.
-        for (const error of errors) yield* Metric.increment(sendFailedFor(node, errorCode(error)))
-        const first = errors[0]
-        yield* Effect.logWarning("datagram send failed").pipe(
-          Effect.annotateLogs({
-            node,
-            to: `${to.host}:${to.port}`,
-            body: message.body._tag,
-            failed: `${errors.length} of ${datagrams.length}`,
-            code: errorCode(first),
-            error: asError(first).message
-          })
-        )
+      Effect.suspend((): Effect.Effect<void, TransportError> => {
+        if (closed) return Effect.fail(new TransportClosed())
+        return Effect.map(codec.encode(message), (datagrams) => sendAll(datagrams, to, message.body._tag))
       })
 
     const broadcastTo: Address = { host: broadcastAddress, port: discoveryPort }
