@@ -158,11 +158,17 @@ export const makeAuctionServer = (
         }),
       // Each message in a fiber of its own (a proposal waits for its commit), in the server's
       // scope so a crash stops them; bounded, so a flood waits in the transport's queue instead.
-      onClientMessage: (incoming) =>
-        Effect.zipRight(
-          handlers.take(1),
-          Effect.forkIn(Effect.ensuring(handleClient(incoming), handlers.release(1)), serverScope)
-        )
+      onClientMessage: (incoming) => {
+        const tag = incoming.envelope.body._tag
+        // Requests and registrations wait for a commit: each in a fiber of its own. Acks,
+        // subscriptions and pings are answered at once, on the receive loop, without one.
+        return tag === "Request" || tag === "Register"
+          ? Effect.zipRight(
+              handlers.take(1),
+              Effect.forkIn(Effect.ensuring(handleClient(incoming), handlers.release(1)), serverScope)
+            )
+          : handleClient(incoming)
+      }
     })
 
     const leaderInfo: Effect.Effect<LeaderInfo | null> = Effect.map(
