@@ -507,7 +507,11 @@ export const makeAuctionServer = (
           Effect.gen(function* () {
             const restarted = yield* Effect.either(cluster.propose({ _tag: "RestartDeadlines" }))
             if (restarted._tag === "Left") return
-            yield* restartDeadlines(restarted.right.state)
+            // From the latest applied state, not the one right after RestartDeadlines: entries
+            // committed with it (a Start, a last bid) may already be applied and have set their
+            // timers, which a deadline of the older state would replace (found by the simulator,
+            // seed 246: a StartDeadline replaced a round's deadline and the round never ended).
+            yield* restartDeadlines(latest)
             const leader = yield* leaderInfo
             if (leader === null) return
             for (const session of HashMap.values(restarted.right.state.sessions)) {
