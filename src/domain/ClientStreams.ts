@@ -19,6 +19,10 @@
  *   auction, so a burst of out-of-order notices costs one request, and a lost
  *   request is asked again by `tick`.
  * - Acks are cumulative: `Ack { seq: delivered }` after every `Notify`.
+ * - After a leader change every open auction is resubscribed, and asked again
+ *   every `gapRetryMs` until the new leader answers `Subscribed`: a lost
+ *   `Subscribe` looks exactly like a quiet stream, and an auction that ended
+ *   while this client was cut off sends nothing more by itself.
  * - `room` is how many notices the user's queue can still take. Delivery
  *   stops there; the rest stays buffered (still unacknowledged, so nothing is
  *   lost) and `tick` delivers it once the user has taken some. A slow user
@@ -76,6 +80,8 @@ export interface ClientStreams {
   readonly auctions: HashMap.HashMap<AuctionId, AuctionStream>
   /** Notices buffered over all auctions (the sum of every `pending.size`). */
   readonly pendingCount: number
+  /** Resubscriptions the leader has not answered yet, with when each was last sent. */
+  readonly unconfirmed: HashMap.HashMap<AuctionId, number>
 }
 
 export type StreamOutput =
@@ -95,7 +101,11 @@ export interface StreamStep {
   readonly dropped: StreamDrop | null
 }
 
-export const emptyStreams: ClientStreams = { auctions: HashMap.empty(), pendingCount: 0 }
+export const emptyStreams: ClientStreams = {
+  auctions: HashMap.empty(),
+  pendingCount: 0,
+  unconfirmed: HashMap.empty()
+}
 
 const freshStream: AuctionStream = {
   delivered: 0,
@@ -144,7 +154,8 @@ const entryFor = (
   return Option.some({
     streams: {
       auctions: HashMap.remove(streams.auctions, victim),
-      pendingCount: streams.pendingCount - pendingOfVictim
+      pendingCount: streams.pendingCount - pendingOfVictim,
+      unconfirmed: HashMap.remove(streams.unconfirmed, victim)
     },
     stream: freshStream
   })
@@ -224,6 +235,7 @@ export const receive = (
   const base = entry.value.streams
   const stream = entry.value.stream
   const store = (next: AuctionStream, pendingCount: number): ClientStreams => ({
+    ...base,
     auctions: HashMap.set(base.auctions, auction, next),
     pendingCount
   })
@@ -266,8 +278,9 @@ export const receive = (
 }
 
 /**
- * Timer: delivers what waited for room, and asks again for gaps whose last ask
- * is `gapRetryMs` old (the `Subscribe` or its answer may have been lost).
+ * Timer: delivers what waited for room, asks again for gaps whose last ask is
+ * `gapRetryMs` old (the `Subscribe` or its answer may have been lost), and
+ * resends resubscriptions the leader has not answered within `gapRetryMs`.
  */
 export const tick = (
   streams: ClientStreams,
@@ -275,7 +288,7 @@ export const tick = (
   room: number,
   limits: StreamLimits
 ): { readonly streams: ClientStreams; readonly outputs: ReadonlyArray<StreamOutput> } => {
-  if (streams.pendingCount === 0) return { streams, outputs: [] }
+  if (streams.pendingCount === 0 && HashMap.isEmpty(streams.unconfirmed)) return { streams, outputs: [] }
   let auctions = streams.auctions
   let pendingCount = streams.pendingCount
   let roomLeft = room
@@ -290,24 +303,42 @@ export const tick = (
     outputs.push(...advanced.outputs)
     if (advanced.deliveredCount > 0) outputs.push(...ackOf(auction, advanced.stream))
   }
-  return { streams: { auctions, pendingCount }, outputs }
+  let unconfirmed = streams.unconfirmed
+  for (const [auction, askedMs] of streams.unconfirmed) {
+    const stream = Option.getOrUndefined(HashMap.get(auctions, auction))
+    if (stream === undefined || stream.finished) {
+      unconfirmed = HashMap.remove(unconfirmed, auction)
+    } else if (nowMs - askedMs >= limits.gapRetryMs) {
+      outputs.push({ _tag: "Subscribe", auction, fromSeq: stream.delivered + 1 })
+      unconfirmed = HashMap.set(unconfirmed, auction, nowMs)
+    }
+  }
+  return { streams: { auctions, pendingCount, unconfirmed }, outputs }
 }
+
+/** The leader answered a resubscription: stop asking (its notices follow, resent until acknowledged). */
+export const subscribed = (streams: ClientStreams, auction: AuctionId): ClientStreams =>
+  HashMap.has(streams.unconfirmed, auction)
+    ? { ...streams, unconfirmed: HashMap.remove(streams.unconfirmed, auction) }
+    : streams
 
 /**
  * After a leader change: ask the new leader for every open auction's notices
  * from the first one not yet delivered (DESIGN §5: "after a failover the
- * client resubscribes from the last number it has").
+ * client resubscribes from the last number it has"), until it answers (`tick`, `subscribed`).
  */
 export const resubscribeAll = (
   streams: ClientStreams,
   nowMs: number
 ): { readonly streams: ClientStreams; readonly outputs: ReadonlyArray<StreamOutput> } => {
   let auctions = streams.auctions
+  let unconfirmed = streams.unconfirmed
   const outputs: Array<StreamOutput> = []
   for (const [auction, stream] of streams.auctions) {
     if (stream.finished) continue
     outputs.push({ _tag: "Subscribe", auction, fromSeq: stream.delivered + 1 })
     auctions = HashMap.set(auctions, auction, { ...stream, gapAskedMs: nowMs })
+    unconfirmed = HashMap.set(unconfirmed, auction, nowMs)
   }
-  return { streams: { ...streams, auctions }, outputs }
+  return { streams: { ...streams, auctions, unconfirmed }, outputs }
 }

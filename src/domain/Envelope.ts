@@ -57,6 +57,7 @@ export const Body = Schema.Union(
   M.Notify,
   M.NotifyAck,
   M.Subscribe,
+  M.Subscribed,
   Fragment
 )
 export type Body = typeof Body.Type

@@ -327,3 +327,13 @@ export const Subscribe = Schema.TaggedStruct("Subscribe", {
   auction: AuctionId,
   fromSeq: Positive
 })
+
+/**
+ * The leader took a `Subscribe`: the stream has `lastSeq` notices now, and those from the asked
+ * number on follow as `Notify` (resent until acknowledged). Without it a client could not tell a
+ * lost `Subscribe` from a quiet stream, and would wait forever for an ended auction's result.
+ */
+export const Subscribed = Schema.TaggedStruct("Subscribed", {
+  auction: AuctionId,
+  lastSeq: Count
+})

@@ -113,7 +113,8 @@ interface LeaderDuties {
   readonly applied: (events: ReadonlyArray<AgoraEvent>, state: AgoraState) => Effect.Effect<void>
   readonly touch: (session: SessionId) => void
   readonly ack: (session: SessionId, auction: AuctionId, seq: number) => void
-  readonly subscribe: (session: SessionId, auction: AuctionId, fromSeq: number) => void
+  /** Restarts the stream from `fromSeq`; returns how many notices it has now. */
+  readonly subscribe: (session: SessionId, auction: AuctionId, fromSeq: number) => number
 }
 
 export const makeAuctionServer = (
@@ -209,10 +210,13 @@ export const makeAuctionServer = (
           if (!tokenMatches(body.session, body.token)) return Effect.void
           duties?.touch(body.session)
           return Effect.sync(() => duties?.ack(body.session, body.auction, body.seq))
-        case "Subscribe":
-          if (!tokenMatches(body.session, body.token)) return Effect.void
-          duties?.touch(body.session)
-          return Effect.sync(() => duties?.subscribe(body.session, body.auction, body.fromSeq))
+        case "Subscribe": {
+          // Only a leader with its duties running answers; the client asks again until one does.
+          if (!tokenMatches(body.session, body.token) || duties === null) return Effect.void
+          duties.touch(body.session)
+          const lastSeq = duties.subscribe(body.session, body.auction, body.fromSeq)
+          return reply(source, { _tag: "Subscribed", auction: body.auction, lastSeq })
+        }
         default:
           return Effect.void
       }
@@ -573,6 +577,8 @@ export const makeAuctionServer = (
             stream.acked = Math.max(0, fromSeq - 1)
             stream.sent = stream.acked
             Queue.unsafeOffer(dirty, `${session}/${auction}`)
+            const found = Option.getOrUndefined(findAuction(latest.auctions, auction))
+            return found === undefined ? 0 : streamLength(found, session)
           }
         } satisfies LeaderDuties
       })

@@ -73,6 +73,7 @@ import {
   type StreamLimits,
   type StreamOutput,
   streamLimitsDefault,
+  subscribed,
   tick,
   track
 } from "../domain/ClientStreams.js"
@@ -552,6 +553,12 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
             return
           case "Notify":
             return yield* onNotify(source, body)
+          case "Subscribed":
+            // Only the leader's answer counts: the old leader's late one says nothing of the new one.
+            if (current.leader !== null && current.leader.id === from.id) {
+              streams = subscribed(streams, body.auction)
+            }
+            return
           default:
             // Pong: counted as hearing from the leader above. Anything else is not for clients.
             return

@@ -13,6 +13,7 @@ import {
   resubscribeAll,
   type StreamLimits,
   type StreamOutput,
+  subscribed,
   tick,
   track
 } from "../../src/domain/ClientStreams.js"
@@ -148,5 +149,20 @@ describe("ClientStreams (DESIGN §5 Notifications and order)", () => {
     expect(currentRound(rounds.state, a2)).toEqual(Option.none())
     const tracked = track(rounds.state, a2, limits)
     expect(resubscribeAll(tracked, 5).outputs.map(short)).toEqual(["subscribe 1/3", "subscribe 2/1"])
+  })
+
+  it("a resubscription is asked again every gapRetryMs until the leader answers Subscribed, even with nothing buffered", () => {
+    const quiet = feed(emptyStreams, a1, [1, 2])
+    const asked = resubscribeAll(quiet.state, 100).streams
+    expect(tick(asked, 1099, 100, limits).outputs.map(short)).toEqual([])
+    const again = tick(asked, 1100, 100, limits)
+    expect(again.outputs.map(short)).toEqual(["subscribe 1/3"])
+    expect(tick(again.streams, 2099, 100, limits).outputs.map(short)).toEqual([])
+    expect(tick(again.streams, 2100, 100, limits).outputs.map(short)).toEqual(["subscribe 1/3"])
+    const answered = subscribed(again.streams, a1)
+    expect(tick(answered, 9_000, 100, limits).outputs).toEqual([])
+    // A final notice delivered ends the asking too: nothing more will come.
+    const ended = feed(asked, a1, [3], 200, 100, () => cancelled(a1))
+    expect(tick(ended.state, 5_000, 100, limits).outputs).toEqual([])
   })
 })

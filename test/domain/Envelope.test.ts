@@ -176,6 +176,7 @@ const samples: ReadonlyArray<Body> = [
   },
   { _tag: "NotifyAck", session, token, auction, seq: 5 },
   { _tag: "Subscribe", session, token, auction, fromSeq: 6 },
+  { _tag: "Subscribed", auction, lastSeq: 5 },
   { _tag: "Fragment", id: "abc", part: 0, parts: 2, data: "eyJ2IjoxfQ==" }
 ]
 

@@ -13,7 +13,7 @@
  *   it sends `Subscribe` from its first missing number for every auction it
  *   knows it takes part in (DESIGN §5: "after a failover the client
  *   resubscribes from the last number it has"; "a client that sees a gap asks
- *   for the range");
+ *   for the range"), after a change of leader until the leader answers `Subscribed`;
  * - it records every notification as it arrives (order, duplicates and all):
  *   the checkers judge the server's delivery from that raw record.
  *
@@ -116,6 +116,8 @@ export const makeRecordingClient = (
     const tracked = new Set<number>()
     /** Auctions with a gap (a number received past the contiguous prefix), and when it was last asked for. */
     const gaps = new Map<number, number>()
+    /** Resubscriptions the leader has not answered (`Subscribed`) yet, and when each was last sent. */
+    const unconfirmed = new Map<number, number>()
 
     const sameAddress = (a: Address | null, b: Address | null) =>
       a !== null && b !== null && a.host === b.host && a.port === b.port
@@ -176,6 +178,9 @@ export const makeRecordingClient = (
               }
               setLeader(source, undefined, nowMs)
               if (registered !== null) yield* Deferred.succeed(registered, undefined)
+              return
+            case "Subscribed":
+              if (sameAddress(source, leader)) unconfirmed.delete(body.auction)
               return
             case "Reply": {
               const deferred = waiting.get(body.requestId)
@@ -246,9 +251,18 @@ export const makeRecordingClient = (
           if (leader === null) return
           if (resubscribeDue) {
             resubscribeDue = false
-            for (const auction of [...tracked].sort((a, b) => a - b)) yield* subscribe(auction)
+            for (const auction of [...tracked].sort((a, b) => a - b)) {
+              unconfirmed.set(auction, nowMs)
+              yield* subscribe(auction)
+            }
             for (const auction of gaps.keys()) gaps.set(auction, nowMs)
           } else {
+            // Asked again until the leader answers: a lost `Subscribe` looks like a quiet stream.
+            for (const [auction, askedMs] of [...unconfirmed].sort(([a], [b]) => a - b)) {
+              if (nowMs - askedMs < options.gapRetryMs) continue
+              unconfirmed.set(auction, nowMs)
+              yield* subscribe(auction)
+            }
             // A gap is asked for again every `gapRetryMs` while it lasts (the ask or its answer may be lost).
             for (const [auction, askedMs] of [...gaps].sort(([a], [b]) => a - b)) {
               if (nowMs - askedMs < options.gapRetryMs) continue
