@@ -5,6 +5,7 @@
  * that flag is absent.
  */
 import { Effect, type Layer, Logger, LogLevel } from "effect"
+import { UsageError } from "./UsageError.js"
 
 export type LogFormat = "pretty" | "json"
 
@@ -35,9 +36,17 @@ export const loggerLayer = (format: LogFormat): Layer.Layer<never> =>
  */
 export const withLogging =
   (format: LogFormat, fallback: LogLevel.LogLevel) =>
-  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  <A, E, R>(effect: Effect.Effect<A, E | UsageError, R>): Effect.Effect<A, E | UsageError, R> => {
     const flagGiven = process.argv.some((arg) => arg === "--log-level" || arg.startsWith("--log-level="))
-    const fromEnv = levels[(process.env.AGORA_LOG_LEVEL ?? "").toLowerCase()]
-    const withLevel = flagGiven ? effect : Logger.withMinimumLogLevel(effect, fromEnv ?? fallback)
+    const fromEnv = process.env.AGORA_LOG_LEVEL
+    const envLevel = fromEnv === undefined || fromEnv === "" ? fallback : levels[fromEnv.toLowerCase()]
+    if (!flagGiven && envLevel === undefined) {
+      return Effect.fail(
+        new UsageError({
+          message: `AGORA_LOG_LEVEL must be one of ${Object.keys(levels).join(", ")}, not ${JSON.stringify(fromEnv)}`
+        })
+      )
+    }
+    const withLevel = flagGiven ? effect : Logger.withMinimumLogLevel(effect, envLevel ?? fallback)
     return Effect.provide(withLevel, loggerLayer(format))
   }

@@ -11,7 +11,7 @@ import type { Address } from "../domain/Schemas.js"
 import { formatAddress } from "../domain/Schemas.js"
 import { makeUdp } from "../layers/TransportUdp.js"
 import { withLogging } from "./Logging.js"
-import { choice, flag, integer, network } from "./Options.js"
+import { choice, flag, network, requestTimeout } from "./Options.js"
 
 type StatusReply = Extract<import("../domain/Envelope.js").Body, { readonly _tag: "StatusReply" }>
 
@@ -20,7 +20,11 @@ interface Seen {
   readonly address: Address
 }
 
-/** Asks every reachable server for its status, for `waitMs`. */
+/**
+ * Asks every reachable server for its status, asking again every `askEveryMs`, until every member
+ * the answers list has answered, or nothing new came for `quietMs` after a first answer, or
+ * `waitMs` passed: a healthy group answers at once, a dead member costs `quietMs`, no group `waitMs`.
+ */
 export const collectStatus = (options: {
   readonly bind: string
   readonly discoveryPort: number
@@ -49,10 +53,22 @@ export const collectStatus = (options: {
           })
         )
       )
-      const rounds = 3
-      for (let i = 0; i < rounds; i++) {
-        yield* transport.broadcast({ body: { _tag: "StatusRequest" } }).pipe(Effect.ignore)
-        yield* Effect.sleep(Math.floor(options.waitMs / rounds))
+      const askEveryMs = 100
+      const quietMs = 500
+      let lastNewMs = 0
+      let count = 0
+      for (let elapsedMs = 0; elapsedMs < options.waitMs; elapsedMs += askEveryMs) {
+        if (elapsedMs % (3 * askEveryMs) === 0) {
+          yield* transport.broadcast({ body: { _tag: "StatusRequest" } }).pipe(Effect.ignore)
+        }
+        yield* Effect.sleep(Math.min(askEveryMs, options.waitMs - elapsedMs))
+        if (seen.size > count) {
+          count = seen.size
+          lastNewMs = elapsedMs
+        }
+        const listed = new Set([...seen.values()].flatMap((s) => s.reply.members.map((m) => m.id)))
+        const allListed = count > 0 && [...listed].every((id) => seen.has(id))
+        if (allListed || (count > 0 && elapsedMs - lastNewMs >= quietMs)) break
       }
       return [...seen.values()].sort((a, b) => (a.reply.id < b.reply.id ? -1 : 1))
     })
@@ -70,7 +86,7 @@ export const statusCommand = Command.make(
   "status",
   {
     json: flag("json", "print one JSON line instead of a table"),
-    wait: integer("wait", { min: 100, max: 60_000, default: 1_000, description: "ms to collect answers" }),
+    requestTimeout,
     logFormat: choice("log-format", ["pretty", "json"], {
       default: "pretty",
       description: "log lines on stderr"
@@ -79,7 +95,7 @@ export const statusCommand = Command.make(
   },
   (o) =>
     Effect.gen(function* () {
-      const servers = yield* collectStatus({ ...o, waitMs: o.wait })
+      const servers = yield* collectStatus({ ...o, waitMs: o.requestTimeout * 1000 })
       const leader = leaderOf(servers)
       if (o.json) {
         return yield* Console.log(
@@ -130,6 +146,7 @@ export const statusCommand = Command.make(
 ).pipe(
   Command.withDescription(
     "Show the group as its servers see it: members, leader, epoch, commit seq per server, lag.\n" +
+      "Waits until every member answered, at most --request-timeout (a silent member costs 0.5 s).\n" +
       "Example: agora status --broadcast 127.255.255.255 --json"
   )
 )

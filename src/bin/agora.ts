@@ -10,7 +10,10 @@ import { serverCommand } from "./ServerCommand.js"
 import { statusCommand } from "./StatusCommand.js"
 
 const root = Command.make("agora").pipe(
-  Command.withDescription("Agora: a fault-tolerant distributed auction system over UDP."),
+  Command.withDescription(
+    "Agora: a fault-tolerant distributed auction system over UDP.\n" +
+      "Example: agora server --id s1 --data-dir ./s1 --broadcast 127.255.255.255 (then agora client)"
+  ),
   Command.withSubcommands([serverCommand, clientCommand, statusCommand, demoCommand, benchCommand])
 )
 

@@ -292,11 +292,11 @@ export class Harness {
   }
 
   /** `agora status --json` once. */
-  status(waitMs = 300): Promise<JsonObject> {
+  status(timeoutS = 2): Promise<JsonObject> {
     return new Promise((done, failed) => {
       execFile(
         process.execPath,
-        [agoraJs, "status", "--json", "--wait", String(waitMs), ...this.network],
+        [agoraJs, "status", "--json", "--request-timeout", String(timeoutS), ...this.network],
         // Generous: on a loaded machine starting node alone can take seconds.
         { timeout: 20_000 },
         (error, stdout, stderr) => {
