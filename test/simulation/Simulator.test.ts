@@ -17,12 +17,13 @@ import { Transport } from "../../src/services/Transport.js"
 import { runScenario } from "./run.js"
 import { makeRecordingClient } from "./SimClient.js"
 import { makeSimCluster } from "./SimCluster.js"
-import { describeFailure, runSeed } from "./Simulator.js"
+import { configFor, describeFailure, runSeed } from "./Simulator.js"
 
 /**
- * Seeds covering both sizes and all three fault styles: 1–4, 6–8 mixed (5, 3, 5, 5, 5, 5, 3
- * servers), 5 crash storm (3), 11 crash storm (5), 42 churn (3); with store losses, partitions
- * of every shape, request timeouts of 2, 5 and 10 s. About 3 s each on an idle core.
+ * Seeds covering both sizes, all three fault styles and both clients: 1–4, 6–8 mixed (5, 3, 5,
+ * 5, 5, 5, 3 servers), 5 crash storm (3), 11 crash storm (5), 42 churn (3); 4–6 with the
+ * recording client, the others with the real Client service; with store losses, partitions of
+ * every shape, request timeouts of 2, 5 and 10 s. About 3 s each on an idle core.
  */
 const ciSeeds = [1, 2, 3, 4, 5, 6, 7, 8, 11, 42]
 
@@ -37,6 +38,11 @@ const ciSeeds = [1, 2, 3, 4, 5, 6, 7, 8, 11, 42]
 const regressionSeeds: ReadonlyArray<number> = [246]
 
 describe("cluster simulator: every checker passes (DESIGN §1 promises 1–5)", () => {
+  it("the CI seeds drive the cluster with both clients: the real Client service and the recording one", () => {
+    const kinds = ciSeeds.map((seed) => configFor(seed).clientKind)
+    expect(new Set(kinds)).toEqual(new Set(["service", "recording"]))
+  })
+
   for (const seed of [...ciSeeds, ...regressionSeeds]) {
     it(`seed ${seed}`, { timeout: 120_000 }, () => {
       const report = runSeed(seed)

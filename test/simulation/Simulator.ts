@@ -51,6 +51,7 @@ import {
 } from "./Faults.js"
 import { canonicalJson, type History, makeHistory, type TimelineEvent } from "./History.js"
 import { makeRng } from "./Rng.js"
+import { makeServiceClient } from "./ServiceClient.js"
 import { makeRecordingClient, type RecordingClientOptions, recordingClientDefaults } from "./SimClient.js"
 import { makeSimCluster } from "./SimCluster.js"
 import { runClient, type Shared } from "./Workload.js"
@@ -66,6 +67,11 @@ export interface SimConfig {
   readonly server: AuctionServerConfig
   readonly cluster: Partial<ClusterConfig>
   readonly client: RecordingClientOptions
+  /**
+   * "service": the real `Client` service drives the workload (what users get, checked as
+   * delivered); "recording": the hand-written client, whose raw record shows what servers sent.
+   */
+  readonly clientKind: ClientKind
   readonly bounds: Bounds
   /** After the bound, notifications get this long to arrive before the final look. */
   readonly drainMs: number
@@ -73,8 +79,11 @@ export interface SimConfig {
   readonly sampleMs: number
 }
 
+export type ClientKind = "service" | "recording"
+
 /** What a caller may fix instead of letting the seed choose. */
 export interface SimOverrides {
+  readonly clientKind?: ClientKind | undefined
   readonly servers?: 3 | 5 | undefined
   readonly clients?: number | undefined
   readonly faultMs?: number | undefined
@@ -180,7 +189,8 @@ export const configFor = (seed: number, overrides: SimOverrides = {}, breaks?: B
     removalTimeoutMs: rng.int(4, 15) * 1_000,
     requestTimeoutMs: rng.pick([2_000, 5_000, 10_000]),
     faultMs: rng.int(10, 25) * 1_000,
-    faultStyle: rng.weighted({ mixed: 70, "crash-storm": 15, churn: 15 }) as FaultStyle
+    faultStyle: rng.weighted({ mixed: 70, "crash-storm": 15, churn: 15 }) as FaultStyle,
+    clientKind: (rng.chance(0.5) ? "service" : "recording") as ClientKind
   }
   const serverCount = overrides.servers ?? breaks?.servers ?? drawn.servers
   // What the workload is built for; a test-only break may change the servers' settings, never the bounds.
@@ -220,6 +230,8 @@ export const configFor = (seed: number, overrides: SimOverrides = {}, breaks?: B
     server,
     cluster,
     client,
+    // A break that changes client options is a break of the recording client.
+    clientKind: overrides.clientKind ?? (breaks?.client === undefined ? drawn.clientKind : "recording"),
     bounds: {
       leaderAfterHealMs,
       // A leader, a client's list-and-cancel (one request timeout), the start timeout, every round.
@@ -415,7 +427,9 @@ const program = (
     // -- clients --------------------------------------------------------------------------------------
     const shared: Shared = { known: new Map(), sessions: new Map(), phase: "faults", startMs }
     const clients = yield* Effect.forEach(config.clients, (name) =>
-      makeRecordingClient(name, { ...config.client })
+      config.clientKind === "service"
+        ? makeServiceClient(name, config.client)
+        : makeRecordingClient(name, config.client)
     )
     const fibers = yield* Effect.forEach(clients, (client, index) =>
       Effect.forkScoped(runClient(client, makeRng(config.seed, 100 + index), shared, history))
@@ -609,7 +623,7 @@ export const describeFailure = (report: SeedReport, timelineMax = 40): string =>
   }
   const lines = [
     `seed ${report.seed} FAILED (${[...byChecker.keys()].join(", ")}) — replay: npm run sim -- --seed ${report.seed}`,
-    `  trace hash ${report.traceHash}, ${report.virtualMs} ms virtual, ${report.config.servers.length} servers, ${report.config.clients.length} clients, faults for ${report.config.faultMs} ms`
+    `  trace hash ${report.traceHash}, ${report.virtualMs} ms virtual, ${report.config.servers.length} servers, ${report.config.clients.length} ${report.config.clientKind} clients, faults for ${report.config.faultMs} ms`
   ]
   for (const [checker, messages] of byChecker) {
     lines.push(`  ${checker}:`)

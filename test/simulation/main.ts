@@ -6,7 +6,7 @@
  *   npm run sim -- --seeds K          run K seeds from --start (default 1), print a summary
  *
  * Options: --start S, --jobs J (worker processes for --seeds; default 1),
- * --servers 3|5, --clients M, --fault-ms MS (fix what the seed would choose),
+ * --servers 3|5, --clients M, --fault-ms MS, --client service|recording (fix what the seed would choose),
  * --trace K (with --seed: print the last K trace lines), --verbose (with
  * --seed: server logs at Info, the stats), --no-trace-datagrams (faster; the
  * hash then covers only the simulator's own lines, so compare like with like),
@@ -51,7 +51,7 @@ interface Args {
   readonly maxSteps: number | undefined
 }
 
-const usage = `usage: npm run sim -- (--seed N | --seeds K [--start S] [--jobs J]) [--servers 3|5] [--clients M] [--fault-ms MS] [--trace K] [--verbose] [--no-trace-datagrams] [--break NAME]`
+const usage = `usage: npm run sim -- (--seed N | --seeds K [--start S] [--jobs J]) [--servers 3|5] [--clients M] [--fault-ms MS] [--client service|recording] [--trace K] [--verbose] [--no-trace-datagrams] [--break NAME]`
 
 const parseArgs = (argv: ReadonlyArray<string>): Args => {
   const values = new Map<string, string>()
@@ -89,6 +89,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
     "servers",
     "clients",
     "fault-ms",
+    "client",
     "trace",
     "stride",
     "break",
@@ -102,6 +103,9 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
     if (!known.includes(name)) throw new Error(`unknown option --${name}\n${usage}`)
   const servers = integer("servers", 3)
   if (servers !== undefined && servers !== 3 && servers !== 5) throw new Error("--servers must be 3 or 5")
+  const clientKind = values.get("client")
+  if (clientKind !== undefined && clientKind !== "service" && clientKind !== "recording")
+    throw new Error("--client must be service or recording")
   const seed = integer("seed", 0)
   const seeds = integer("seeds", 1)
   if ((seed === undefined) === (seeds === undefined)) throw new Error(`give --seed or --seeds\n${usage}`)
@@ -120,7 +124,8 @@ const parseArgs = (argv: ReadonlyArray<string>): Args => {
     overrides: {
       servers: servers as 3 | 5 | undefined,
       clients: integer("clients", 1),
-      faultMs: integer("fault-ms", 0)
+      faultMs: integer("fault-ms", 0),
+      clientKind
     }
   }
 }
@@ -146,7 +151,7 @@ const replay = (args: Args, seed: number): number => {
       `${seconds(report.virtualMs)} virtual in ${seconds(report.wallMs)} (${(report.virtualMs / report.wallMs).toFixed(1)}x), ${report.steps} steps`
   )
   console.log(
-    `  ${config.servers.length} servers, ${config.clients.length} clients, faults for ${seconds(config.faultMs)}; ` +
+    `  ${config.servers.length} servers, ${config.clients.length} ${config.clientKind} clients, faults for ${seconds(config.faultMs)}; ` +
       `round ${config.server.roundTimeoutMs} ms, start ${config.server.startTimeoutMs} ms, request timeout ${config.client.requestTimeoutMs} ms`
   )
   const stats = report.stats
@@ -198,6 +203,7 @@ const resultOf = (report: SeedReport): SeedResult => ({
     notices: report.stats.notices,
     auctions: Object.values(report.stats.auctions).reduce((sum, n) => sum + n, 0),
     [`${report.config.servers.length} servers`]: 1,
+    [`${report.config.clientKind} clients`]: 1,
     [report.config.faultStyle]: 1
   }
 })
@@ -243,8 +249,9 @@ const many = async (args: Args, total: number): Promise<number> => {
     runRange(args, args.start, total, 1, onResult)
   } else {
     const script = process.argv[1] ?? ""
-    const { servers, clients, faultMs } = args.overrides
+    const { servers, clients, faultMs, clientKind } = args.overrides
     const passOn = [
+      ...(clientKind === undefined ? [] : ["--client", clientKind]),
       ...(servers === undefined ? [] : ["--servers", String(servers)]),
       ...(clients === undefined ? [] : ["--clients", String(clients)]),
       ...(faultMs === undefined ? [] : ["--fault-ms", String(faultMs)]),
