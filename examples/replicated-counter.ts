@@ -7,16 +7,14 @@
  *
  * `test/examples.test.ts` compiles and runs it (`npx vitest run test/examples.test.ts`).
  */
-import { Clock, Effect, Either, Exit, Scope } from "effect"
+import { Clock, Context, Effect, Either, Exit, Layer, Scope } from "effect"
 import {
   Cluster,
   ClusterConfig,
-  type Incarnation,
   LogStore,
   type ServerId,
   SimRuntime,
   type StateMachine,
-  Transport,
   TransportSim
 } from "../src/index.js"
 
@@ -41,29 +39,31 @@ const counters: StateMachine<Counters, Add, Add, string> = {
 
 const ids = ["a", "b", "c"] as const
 
-/** Starts one server in its own scope: closing the scope is a crash. */
+/** Our cluster's Tag: the cluster is generic in its state machine, so a deployment names its own. */
+const CountersCluster = Cluster.clusterTag<Counters, Add, string>("example/CountersCluster")
+
+/**
+ * One server as layers, in its own scope: the store (opened once: the transport needs its boot
+ * counter and incarnation), the simulated transport, the cluster. Closing the scope is a crash.
+ */
 const startServer = (id: string, store: LogStore.MemoryStoreData) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
-    const memory = LogStore.makeMemory(store)
-    const stored = yield* Effect.orDie(memory.open)
-    const incarnation = (stored.hard?.incarnation ?? `${id}-1`) as Incarnation
-    const transport = yield* TransportSim.makeSim({
-      identity: { role: "server", id: id as ServerId, incarnation },
-      boot: stored.boot
-    }).pipe(Effect.orDie, Scope.extend(scope))
-    const cluster = yield* Cluster.makeCluster({
-      id: id as ServerId,
-      machine: counters,
-      config: { ...ClusterConfig.defaultClusterConfig, expect: ids.length },
-      stored,
-      incarnation
-    }).pipe(
-      Scope.extend(scope),
-      Effect.provideService(Transport.Transport, transport),
-      Effect.provideService(LogStore.LogStore, memory)
+    const opened = LogStore.layerOpened(id as ServerId).pipe(Layer.provideMerge(LogStore.layerMemory(store)))
+    const transport = Layer.unwrapEffect(
+      Effect.map(LogStore.Opened, (server) =>
+        TransportSim.layerSim({
+          identity: { role: "server", id: server.id, incarnation: server.incarnation },
+          boot: server.stored.boot
+        })
+      )
     )
-    return { id, scope, cluster }
+    const server = Cluster.layer(CountersCluster, {
+      machine: counters,
+      config: { ...ClusterConfig.defaultClusterConfig, expect: ids.length }
+    }).pipe(Layer.provide(transport), Layer.provide(opened))
+    const context = yield* Layer.buildWithScope(server, scope).pipe(Effect.orDie)
+    return { id, scope, cluster: Context.get(context, CountersCluster) }
   })
 
 /** The workload: 30 additions, the leader killed after 15. Returns the final counters and when it ended. */

@@ -9,7 +9,19 @@
  * notifier, session expiry — lives in its leadership scope (`LeaderDuties`)
  * and stops the moment it stops leading.
  */
-import { Clock, Effect, Fiber, HashMap, Metric, Option, Queue, Random, type Scope } from "effect"
+import {
+  Clock,
+  Config,
+  Context,
+  Effect,
+  Fiber,
+  HashMap,
+  Layer,
+  Metric,
+  Option,
+  Queue,
+  type Scope
+} from "effect"
 import {
   type AgoraCommand,
   type AgoraEvent,
@@ -42,8 +54,9 @@ import type {
 import type { AuctionSummary, ClientOp, ErrorCode, LeaderInfo, ReplyResult } from "../domain/Messages.js"
 import { NoticesPerNotifyMax } from "../domain/Messages.js"
 import type { Address } from "../domain/Schemas.js"
-import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
-import { type EndedAuctionRecord, LogStore, type Stored } from "./LogStore.js"
+import { type ClusterShape, makeCluster, NotLeader, SplitGroup, setting } from "./Cluster.js"
+import { type EndedAuctionRecord, LogStore, Opened, type Stored } from "./LogStore.js"
+import { randomHex } from "./RandomHex.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 export interface AuctionServerConfig {
@@ -83,6 +96,26 @@ export interface AuctionServerOptions {
 }
 
 export type AgoraCluster = ClusterShape<AgoraState, AgoraCommand, AgoraRefusal>
+
+/** The auction service on its cluster: what a server runs, and what a deployment reads its status from. */
+export class AuctionServer extends Context.Tag("agora/AuctionServer")<AuctionServer, AgoraCluster>() {}
+
+/** The auction service as a layer, over the transport and the store in context, as the store was opened. */
+export const layer = (
+  options: Omit<AuctionServerOptions, "id" | "stored" | "incarnation">
+): Layer.Layer<AuctionServer, never, Transport | LogStore | Opened> =>
+  Layer.scoped(
+    AuctionServer,
+    Effect.flatMap(Opened, (opened) =>
+      makeAuctionServer({ ...options, id: opened.id, stored: opened.stored, incarnation: opened.incarnation })
+    )
+  )
+
+/** AGORA_ROUND_TIMEOUT and AGORA_START_TIMEOUT (seconds, as `agora server`), the rest as `defaultAuctionServerConfig`. */
+export const auctionServerConfigFromEnv: Config.Config<AuctionServerConfig> = Config.all({
+  roundTimeoutMs: setting("AGORA_ROUND_TIMEOUT", 1000, 1, 86_400, defaultAuctionServerConfig.roundTimeoutMs),
+  startTimeoutMs: setting("AGORA_START_TIMEOUT", 1000, 1, 86_400, defaultAuctionServerConfig.startTimeoutMs)
+}).pipe(Config.map((settings) => ({ ...defaultAuctionServerConfig, ...settings })))
 
 /** Client messages handled at once; past this, datagrams wait for a slot (clients retry anyway). */
 const ClientHandlersMax = 4_096
@@ -616,13 +649,3 @@ const endedRecords = (
       }
     ]
   })
-
-const randomHex = (digits: number): Effect.Effect<string> =>
-  Effect.map(
-    Effect.all(Array.from({ length: Math.ceil(digits / 4) }, () => Random.nextIntBetween(0, 0x10000))),
-    (parts) =>
-      parts
-        .map((part) => part.toString(16).padStart(4, "0"))
-        .join("")
-        .slice(0, digits)
-  )

@@ -15,9 +15,12 @@
 import {
   Cause,
   Clock,
+  Config,
+  Context,
   Deferred,
   Effect,
   Exit,
+  Layer,
   Metric,
   Option,
   Queue,
@@ -26,7 +29,7 @@ import {
   Scope,
   Stream
 } from "effect"
-import type { ClusterConfig } from "../domain/cluster/Config.js"
+import { type ClusterConfig, defaultClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import { MemoryLog } from "../domain/cluster/Log.js"
 import type { Membership } from "../domain/cluster/Membership.js"
@@ -43,7 +46,7 @@ import { makeReplica, nextTickDueMs, step, takeReady } from "../domain/cluster/S
 import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import type { LeaderInfo } from "../domain/Messages.js"
-import { LogStore, type Stored, type StoreOp } from "./LogStore.js"
+import { LogStore, Opened, type Stored, type StoreOp } from "./LogStore.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 /** Not the leader: the request may or may not have been applied; ask `leader` (if known). */
@@ -125,7 +128,8 @@ const clientBodies: ReadonlySet<Body["_tag"]> = new Set([
   "LeaderChanged",
   "Notify",
   "NotifyAck",
-  "Subscribe"
+  "Subscribe",
+  "Subscribed"
 ])
 
 /** Inputs waiting for the replica's fiber; senders wait when it is full (backpressure). */
@@ -444,3 +448,60 @@ export const makeCluster = <S, C, E, Err>(
 
     return { propose, read, status, committedEntries } satisfies ClusterShape<S, C, Err>
   })
+
+/**
+ * The cluster is generic in its state machine, so each deployment names its own Tag:
+ * `const Counters = clusterTag<Counters, Add, string>("my-app/Cluster")`.
+ */
+export const clusterTag = <S, C, Err>(
+  key: string
+): Context.Tag<ClusterShape<S, C, Err>, ClusterShape<S, C, Err>> =>
+  Context.GenericTag<ClusterShape<S, C, Err>>(key)
+
+/** The cluster as a layer, over the transport and the store in context, as the store was opened. */
+export const layer = <S, C, E, Err>(
+  tag: Context.Tag<ClusterShape<S, C, Err>, ClusterShape<S, C, Err>>,
+  options: Omit<ClusterOptions<S, C, E, Err>, "id" | "stored" | "incarnation">
+): Layer.Layer<ClusterShape<S, C, Err>, never, Transport | LogStore | Opened> =>
+  Layer.scoped(
+    tag,
+    Effect.flatMap(Opened, (opened) =>
+      makeCluster({ ...options, id: opened.id, stored: opened.stored, incarnation: opened.incarnation })
+    )
+  )
+
+/** `AGORA_<name>` (a whole number of units of `unitMs`, within [min, max]) times `unitMs`. */
+export const setting = (
+  name: string,
+  unitMs: number,
+  min: number,
+  max: number,
+  defaultMs: number
+): Config.Config<number> =>
+  Config.integer(name).pipe(
+    Config.validate({
+      message: `${name} must be a whole number from ${min} to ${max}`,
+      validation: (value) => value >= min && value <= max
+    }),
+    Config.map((value) => value * unitMs),
+    Config.withDefault(defaultMs)
+  )
+
+/**
+ * The settings of DESIGN §7 from the environment (AGORA_EXPECT, AGORA_MIN_SERVERS,
+ * AGORA_HEARTBEAT_INTERVAL ms, AGORA_FAILURE_TIMEOUT ms, AGORA_REMOVAL_TIMEOUT s), the rest
+ * as `defaultClusterConfig`; the same names and ranges as `agora server`.
+ */
+export const clusterConfigFromEnv: Config.Config<ClusterConfig> = Config.all({
+  expect: setting("AGORA_EXPECT", 1, 1, 15, defaultClusterConfig.expect),
+  minServers: setting("AGORA_MIN_SERVERS", 1, 1, 15, defaultClusterConfig.minServers),
+  heartbeatIntervalMs: setting(
+    "AGORA_HEARTBEAT_INTERVAL",
+    1,
+    5,
+    10_000,
+    defaultClusterConfig.heartbeatIntervalMs
+  ),
+  failureTimeoutMs: setting("AGORA_FAILURE_TIMEOUT", 1, 20, 60_000, defaultClusterConfig.failureTimeoutMs),
+  removalTimeoutMs: setting("AGORA_REMOVAL_TIMEOUT", 1000, 1, 86_400, defaultClusterConfig.removalTimeoutMs)
+}).pipe(Config.map((settings) => ({ ...defaultClusterConfig, ...settings })))

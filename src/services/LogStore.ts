@@ -11,7 +11,8 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import type { LogEntry } from "../domain/cluster/Entry.js"
 import type { Checkpoint, HardState } from "../domain/cluster/Replica.js"
-import type { Epoch, Seq } from "../domain/Ids.js"
+import type { Epoch, Incarnation, Seq, ServerId } from "../domain/Ids.js"
+import { randomHex } from "./RandomHex.js"
 
 export type { Checkpoint }
 
@@ -73,6 +74,31 @@ export interface LogStoreShape {
 }
 
 export class LogStore extends Context.Tag("agora/LogStore")<LogStore, LogStoreShape>() {}
+
+/** A server's store as it was opened at start: who the server is, and what the store held. */
+export interface OpenedShape {
+  readonly id: ServerId
+  /** The stored incarnation, or a fresh one for a new store (DESIGN §5, Identity). */
+  readonly incarnation: Incarnation
+  readonly stored: Stored
+}
+
+/**
+ * The store, opened once: the transport needs its boot counter and incarnation before the
+ * cluster starts, so opening is a service of its own that both are built from.
+ */
+export class Opened extends Context.Tag("agora/Opened")<Opened, OpenedShape>() {}
+
+/** Opens the `LogStore` in context (raising its boot counter) for the server `id`. */
+export const layerOpened = (id: ServerId): Layer.Layer<Opened, StoreError, LogStore> =>
+  Layer.effect(
+    Opened,
+    Effect.gen(function* () {
+      const stored = yield* Effect.flatMap(LogStore, (store) => store.open)
+      const incarnation = stored.hard?.incarnation ?? ((yield* randomHex(16)) as Incarnation)
+      return { id, incarnation, stored }
+    })
+  )
 
 /**
  * The memory of one in-memory store, kept outside any server's scope so the
