@@ -322,6 +322,9 @@ export const onNotMember = <S, C, E, Err>(
   source: Address
 ): void => {
   if (epoch < replica.epoch || replica.role === "leader") return dropped(replica, "stale-epoch")
+  // Only a leader sends NotMember: at our own epoch we know who leads, and it must be them.
+  if (epoch === replica.epoch && replica.leader !== null && replica.leader !== from.id)
+    return dropped(replica, "not-leader")
   if (replica.role === "joining") return
   replica.incarnation = randomId(replica) as Incarnation
   persistHardState(replica)

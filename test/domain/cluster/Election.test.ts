@@ -140,4 +140,25 @@ describe("Election — vote (DESIGN §5, Election phase 2)", () => {
     expect(leader.role).toBe("follower")
     expect(leader.epoch).toBe(5)
   })
+
+  it("a leader that sees a higher epoch while still leading sends nothing as leader from that instant (DESIGN §6, leadership as a scope)", () => {
+    const leader = electLeader(["s1", "s2", "s3"])
+    expect(leader.role).toBe("leader")
+    const oldEpoch = leader.epoch
+    // Still leading (acks are fresh), it hears the leader of a higher epoch.
+    const seen = receive(leader, "s3", oldEpoch + 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 })
+    expect(leader.role).toBe("follower")
+    expect(leader.leader).toBe("s3")
+    const later = [...seen]
+    const fromMs = leader.nowMs
+    for (let ms = fromMs + 10; ms <= fromMs + 2_000; ms += 10) later.push(...tick(leader, ms))
+    const asLeader = sent(later).filter(
+      (message) =>
+        message.body._tag === "Heartbeat" ||
+        message.body._tag === "Replicate" ||
+        message.body._tag === "SnapshotChunk" ||
+        message.epoch === oldEpoch
+    )
+    expect(asLeader).toEqual([])
+  })
 })
