@@ -109,6 +109,9 @@ const encodeJson = Schema.encodeEither(EnvelopeJson)
 const utf8 = new TextEncoder()
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
 
+/** Bytes of `value` as JSON on the wire (UTF-8): what counts against the datagram limit, not its length in chars. */
+export const jsonBytes = (value: unknown): number => utf8.encode(JSON.stringify(value)).byteLength
+
 /**
  * Encodes an envelope to its JSON text (no size check: fragmenting needs the full text).
  *

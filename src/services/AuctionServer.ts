@@ -40,7 +40,7 @@ import {
 } from "../domain/auction/index.js"
 import type { ClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry } from "../domain/cluster/Entry.js"
-import type { Body } from "../domain/Envelope.js"
+import { type Body, jsonBytes } from "../domain/Envelope.js"
 import type {
   AuctionId,
   ClientId,
@@ -117,6 +117,12 @@ export const auctionServerConfigFromEnv: Config.Config<AuctionServerConfig> = Co
   startTimeoutMs: setting("AGORA_START_TIMEOUT", 1000, 1, 86_400, defaultAuctionServerConfig.startTimeoutMs)
 }).pipe(Config.map((settings) => ({ ...defaultAuctionServerConfig, ...settings })))
 
+/**
+ * Bytes kept for the envelope around a Notify or a list page (sender, group, epoch, replay
+ * counters, the reply's own fields, the MAC). With unusually long ids a datagram may still
+ * pass the limit: it then travels in fragments, so nothing is lost.
+ */
+const EnvelopeReserveBytes = 300
 /** Client messages handled at once; past this, datagrams wait for a slot (clients retry anyway). */
 const ClientHandlersMax = 4_096
 /** Notifications sent per stream per pass: a long backlog goes out over several passes. */
@@ -158,8 +164,8 @@ export const makeAuctionServer = (
     const store = yield* LogStore
     const serverScope = yield* Effect.scope
     const config = options.server
-    /** Room for notices in one Notify: the datagram minus the envelope around them. */
-    const notifyBytesMax = Math.max(200, config.maxDatagramBytes - 300)
+    /** Room for notices in one Notify, or rows in one list page: the datagram minus the envelope around them. */
+    const bodyBytesMax = Math.max(200, config.maxDatagramBytes - EnvelopeReserveBytes)
     const handlers = yield* Effect.makeSemaphore(ClientHandlersMax)
     let duties: LeaderDuties | null = null
     let latest: AgoraState = agoraMachine.initial
@@ -328,10 +334,10 @@ export const makeAuctionServer = (
         if (state._tag === "Left") return yield* notLeader(source)
         const rows = listOpen(state.right.auctions, { after: after as AuctionId })
         const page: Array<AuctionSummary> = []
-        let bytes = 200
+        let bytes = 0
         for (const row of rows) {
-          const size = JSON.stringify(row).length + 1
-          if (page.length > 0 && bytes + size > config.maxDatagramBytes) break
+          const size = jsonBytes(row) + 1
+          if (page.length > 0 && bytes + size > bodyBytesMax) break
           page.push(row)
           bytes += size
         }
@@ -472,11 +478,8 @@ export const makeAuctionServer = (
               })
             }
             for (const numbered of notifications) {
-              const size = JSON.stringify(numbered.notice).length + 1
-              if (
-                batch.length >= NoticesPerNotifyMax ||
-                (batch.length > 0 && bytes + size > notifyBytesMax)
-              ) {
+              const size = jsonBytes(numbered.notice) + 1
+              if (batch.length >= NoticesPerNotifyMax || (batch.length > 0 && bytes + size > bodyBytesMax)) {
                 yield* sendBatch()
               }
               batch.push(numbered)

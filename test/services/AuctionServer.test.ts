@@ -1,7 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, HashMap } from "effect"
 import { agoraMachine } from "../../src/domain/agora/Agora.js"
+import { DatagramBytesDefault, jsonBytes } from "../../src/domain/Envelope.js"
 import type { AuctionId } from "../../src/domain/Ids.js"
+import type { ReplyResult } from "../../src/domain/Messages.js"
 import { defaultAuctionServerConfig, makeAuctionServer } from "../../src/services/AuctionServer.js"
 import { makeRawClient } from "../simulation/RawClient.js"
 import { runScenario } from "../simulation/run.js"
@@ -258,5 +260,42 @@ describe("Auction service on the cluster (DESIGN §3, §5)", () => {
     )
     expect(result.forged).toMatchObject({ _tag: "Failed", code: "BadToken" })
     expect(result.list).toEqual({ _tag: "Auctions", auctions: [], nextPage: null })
+  })
+
+  it("the auction list comes in pages, each within the datagram limit in bytes (non-ASCII items too), together every open auction once (DESIGN §4)", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        yield* auctionCluster()
+        const alice = yield* makeRawClient("alice")
+        yield* alice.connect
+        // 150 × "€" is 150 chars but 450 bytes: pages counted in chars would overflow the datagram.
+        for (let i = 1; i <= 30; i++) {
+          yield* alice.request({
+            _tag: "Create",
+            item: `${i} ${"€".repeat(150)}`,
+            minBid: 1,
+            minRounds: 1,
+            minBidders: 2
+          })
+        }
+        const pages: Array<{ readonly bytes: number; readonly auctions: ReadonlyArray<number> }> = []
+        let page: number | null = 0
+        while (page !== null && pages.length < 100) {
+          const answer: ReplyResult | "timeout" = yield* alice.request({ _tag: "List", page })
+          if (answer === "timeout" || answer._tag !== "Auctions") return { answer }
+          pages.push({
+            bytes: jsonBytes({ _tag: "Reply", requestId: 1_000_000, result: answer }),
+            auctions: answer.auctions.map((row) => row.auction)
+          })
+          page = answer.nextPage
+        }
+        return { pages }
+      })
+    )
+    if (!("pages" in result)) throw new Error(`list failed: ${JSON.stringify(result)}`)
+    expect(result.pages.flatMap((p) => p.auctions)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
+    expect(result.pages.length).toBeGreaterThan(1)
+    // Each reply leaves room for the envelope and MAC around it (with ids like these, under 250 bytes).
+    for (const { bytes } of result.pages) expect(bytes).toBeLessThanOrEqual(DatagramBytesDefault - 250)
   })
 })

@@ -33,7 +33,19 @@ describe("Checkpoints and snapshot transfer (DESIGN §5)", () => {
         const leaderState = yield* Effect.orDie(cluster.cluster(leader)?.read ?? Effect.die("no leader"))
         const chunks = cluster.sendEvents.filter((e) => e.tag === "SnapshotChunk")
         const snapshotChars = chunks.length === 0 ? 0 : Chunk.size(leaderState)
+        // What the follower holds now, read from its own store: the installed snapshot, then its log
+        // up to its commit seq; it must be the leader's state exactly.
+        const data = cluster.store(behind)
+        const snapshotSeq = data.checkpoint?.seq ?? 0
+        const followerLines = [
+          ...((data.checkpoint?.state ?? []) as ReadonlyArray<string>),
+          ...data.entries
+            .filter((entry) => entry.seq > snapshotSeq && entry.seq <= (data.hard?.commitSeq ?? 0))
+            .flatMap((entry) => (entry.body._tag === "App" ? (entry.body.data as ReadonlyArray<string>) : []))
+        ]
         return {
+          sameState: JSON.stringify(followerLines) === JSON.stringify(Chunk.toReadonlyArray(leaderState)),
+          installedSnapshotSeq: snapshotSeq,
           caughtUp:
             statuses.find((s) => s.id === behind)?.appliedSeq ===
             statuses.find((s) => s.id === leader)?.appliedSeq,
@@ -45,6 +57,9 @@ describe("Checkpoints and snapshot transfer (DESIGN §5)", () => {
       { link: { dropProbability: 0.1 } }
     )
     expect(result.caughtUp).toBe(true)
+    expect(result.sameState).toBe(true)
+    // It was far behind the leader's log start: it got there through a snapshot, not the log.
+    expect(result.installedSnapshotSeq).toBeGreaterThan(1_000)
     expect(result.chunks).toBeGreaterThan(1_000)
     expect(result.largestChunkBytes).toBeLessThan(DatagramBytesDefault - 300)
     expect(result.lines).toBe(2_200)
