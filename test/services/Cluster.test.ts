@@ -1,6 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Fiber, Schedule } from "effect"
+import { defaultClusterConfig } from "../../src/domain/cluster/Config.js"
+import type { LogEntry } from "../../src/domain/cluster/Entry.js"
 import { SimNetwork } from "../../src/layers/TransportSim.js"
+import { makeCluster } from "../../src/services/Cluster.js"
 import { runScenario } from "../simulation/run.js"
 import {
   committedPrefixViolations,
@@ -26,17 +29,85 @@ const started = (ids: ReadonlyArray<string>, config = {}) =>
     return { cluster, leader }
   })
 
+/** The counter's values in a log's `App` entries, in log order. */
+const appValues = (log: ReadonlyArray<LogEntry>): ReadonlyArray<number> =>
+  log.flatMap((entry) => (entry.body._tag === "App" ? (entry.body.data as Array<number>) : []))
+
+/**
+ * One history over a whole run, fed by every apply (the servers' `onApplied`) and by samples of
+ * every committed log: whatever any server ever applied or showed committed at a seq is what was
+ * first seen there, a committed log never shrinks, and each server applies seq after seq.
+ */
+const watchHistory = () => {
+  const first = new Map<number, { readonly id: string; readonly text: string; readonly atMs: number }>()
+  const committedTop = new Map<string, number>()
+  const appliedTop = new Map<string, number>()
+  const violations: Array<string> = []
+  // The entry object each server last showed at each seq: an unchanged one need not be compared again.
+  const shown = new Map<string, Map<number, LogEntry>>()
+  const see = (id: string, entry: LogEntry, atMs: number, how: string) => {
+    const byServer = shown.get(id) ?? new Map<number, LogEntry>()
+    shown.set(id, byServer)
+    if (byServer.get(entry.seq) === entry) return
+    byServer.set(entry.seq, entry)
+    const text = JSON.stringify(entry)
+    const other = first.get(entry.seq)
+    if (other === undefined) first.set(entry.seq, { id, text, atMs })
+    else if (other.text !== text)
+      violations.push(
+        `+${atMs} ms: ${id} ${how} seq ${entry.seq} as ${text}; ${other.id} had ${other.text} at +${other.atMs} ms`
+      )
+  }
+  return {
+    violations,
+    committed: (logs: ReadonlyMap<string, ReadonlyArray<LogEntry>>, atMs: number) => {
+      for (const [id, log] of logs) {
+        const top = log.at(-1)?.seq ?? 0
+        const before = committedTop.get(id) ?? 0
+        if (top < before)
+          violations.push(`+${atMs} ms: ${id}'s committed log shrank from ${before} to ${top}`)
+        committedTop.set(id, top)
+        for (const entry of log) see(id, entry, atMs, "committed")
+      }
+    },
+    applied: (id: string, entry: LogEntry, atMs: number) => {
+      const previous = appliedTop.get(id) ?? 0
+      if (entry.seq !== previous + 1)
+        violations.push(`+${atMs} ms: ${id} applied seq ${entry.seq} after seq ${previous}`)
+      appliedTop.set(id, entry.seq)
+      see(id, entry, atMs, "applied")
+    }
+  }
+}
+
 describe("Cluster — bootstrap (DESIGN §5, Bootstrap)", () => {
-  it("one server alone forms a group and leads; its proposals commit", () => {
-    const state = runScenario(
+  it("one server alone forms a group and leads once its discovery window has passed; its proposals commit", () => {
+    const result = runScenario(
       Effect.gen(function* () {
         const cluster = yield* makeSimCluster({ ids: ["s1"], machine: counter })
+        const startedAt = yield* Clock.currentTimeMillis
         yield* cluster.start("s1")
         yield* cluster.awaitLeader(5_000)
-        return (yield* cluster.propose(5)).state
+        const ledAt = cluster.roleEvents.find((e) => e.role === "leader")?.atMs ?? Number.POSITIVE_INFINITY
+        const proposedAt = yield* Clock.currentTimeMillis
+        const committed = yield* cluster.propose(5)
+        const committedAfterMs = (yield* Clock.currentTimeMillis) - proposedAt
+        const log = (yield* cluster.committedLogs).get("s1") ?? []
+        return {
+          ledAfterMs: ledAt - startedAt,
+          committedAfterMs,
+          state: committed.state,
+          values: appValues(log),
+          leaders: cluster.roleEvents.filter((e) => e.role === "leader").length
+        }
       })
     )
-    expect(state).toBe(5)
+    // It listens for the whole window (it might hear another server), then leads at once.
+    expect(result.ledAfterMs).toBeGreaterThanOrEqual(defaultClusterConfig.discoveryWindowMs)
+    expect(result.ledAfterMs).toBeLessThanOrEqual(defaultClusterConfig.discoveryWindowMs + 100)
+    // Alone it is its own majority: the proposal commits without waiting on anyone.
+    expect(result.committedAfterMs).toBeLessThanOrEqual(50)
+    expect(result).toMatchObject({ state: 5, values: [5], leaders: 1 })
   })
 
   it("3 and 5 servers started together with --expect N form one group, led by the highest id", () => {
@@ -67,6 +138,48 @@ describe("Cluster — bootstrap (DESIGN §5, Bootstrap)", () => {
         { seed, link: { dropProbability: 0.1 } }
       )
       expect(groups).toBe(1)
+    }
+  })
+
+  it("3 servers started together with --expect 3 under 10% loss form exactly one group with one leader", () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const result = runScenario(
+        Effect.gen(function* () {
+          const network = yield* SimNetwork
+          yield* network.setDefaultLink({ dropProbability: 0.1 })
+          const cluster = yield* makeSimCluster({ ids: three, machine: counter, config: { expect: 3 } })
+          yield* Effect.forEach(three, (id) => cluster.start(id), { discard: true })
+          const leader = yield* cluster.awaitLeader(10_000)
+          const sum = (yield* cluster.propose(2)).state
+          const statuses = yield* cluster.statuses
+          const stats = yield* network.stats
+          return {
+            // The loss did bite (a few hundred datagrams settle it, so only roughly a tenth).
+            lossy: stats.dropped.loss > 0 && stats.dropped.loss < stats.sent / 4,
+            leader,
+            leaders: (yield* cluster.leaders).map((s) => s.id),
+            // The highest-ranked of the three formed the group and led it first.
+            firstLeader: cluster.roleEvents.find((e) => e.role === "leader")?.id,
+            groups: new Set(statuses.map((s) => s.group)).size,
+            grouped: statuses.every((s) => s.group !== null),
+            voters: statuses.map((s) => s.members.filter((m) => m.voter).length),
+            oneLeaderPerEpoch: leadersPerEpochViolations(cluster.roleEvents),
+            sum
+          }
+        }),
+        { seed }
+      )
+      expect(result).toEqual({
+        lossy: true,
+        leader: result.leaders[0],
+        leaders: [result.leader],
+        firstLeader: "s3",
+        groups: 1,
+        grouped: true,
+        voters: [3, 3, 3],
+        oneLeaderPerEpoch: [],
+        sum: 2
+      })
     }
   })
 
@@ -292,13 +405,42 @@ describe("Cluster — partitions (DESIGN §1 promise 4: no split brain)", () => 
     expect(result.sum).toBe(11)
   })
 
-  it("5 servers under changing partitions: never two leaders in one epoch, committed logs always prefixes of one another", () => {
+  it("5 servers under changing partitions: at every step never two leaders in one epoch and one committed history; acknowledged proposals commit", () => {
     for (const seed of [1, 2, 3]) {
-      const violations = runScenario(
+      const result = runScenario(
         Effect.gen(function* () {
-          const { cluster } = yield* started(five)
           const network = yield* SimNetwork
-          const found: Array<string> = []
+          const history = watchHistory()
+          const t0 = yield* Clock.currentTimeMillis
+          const cluster = yield* makeSimCluster({
+            ids: five,
+            machine: counter,
+            config: { expect: five.length },
+            // The default server, with a hook on every apply.
+            makeServer: (context) =>
+              makeCluster({
+                ...context,
+                machine: counter,
+                onApplied: (entry) =>
+                  Effect.map(Clock.currentTimeMillis, (atMs) => history.applied(context.id, entry, atMs - t0))
+              })
+          })
+          yield* Effect.forEach(five, (id) => cluster.start(id), { discard: true })
+          yield* cluster.awaitLeader(10_000)
+          // Every 10 ms of virtual time: every committed log, and who leads right now.
+          const leadersAtOnce: Array<string> = []
+          let samples = 0
+          const sample = Effect.gen(function* () {
+            const atMs = (yield* Clock.currentTimeMillis) - t0
+            samples++
+            history.committed(yield* cluster.committedLogs, atMs)
+            const leading = yield* cluster.leaders
+            for (const epoch of new Set(leading.map((s) => s.epoch))) {
+              const ids = leading.filter((s) => s.epoch === epoch).map((s) => s.id)
+              if (ids.length > 1) leadersAtOnce.push(`+${atMs} ms: epoch ${epoch} led by ${ids.join(", ")}`)
+            }
+          })
+          const sampler = yield* Effect.fork(Effect.repeat(sample, Schedule.spaced(10)))
           const shapes = [
             [
               ["s1", "s2"],
@@ -315,25 +457,62 @@ describe("Cluster — partitions (DESIGN §1 promise 4: no split brain)", () => 
               ["s1", "s2", "s3"]
             ]
           ]
+          // Distinct values, so each acknowledged one can be found in the log.
+          const acknowledged: Array<number> = []
+          const proposed: Array<number> = []
           for (let step = 0; step < 15; step++) {
             const shape = shapes[(step * 7 + seed) % shapes.length] ?? []
             yield* network.partition(shape)
-            yield* Effect.forEach([1, 2, 3], () => cluster.propose(1, 500).pipe(Effect.ignore), {
-              concurrency: 3,
-              discard: true
-            })
+            const values = [1, 2, 3].map((k) => 100 * (step + 1) + k)
+            proposed.push(...values)
+            yield* Effect.forEach(
+              values,
+              (value) =>
+                cluster.propose(value, 500).pipe(
+                  Effect.tap(() => Effect.sync(() => acknowledged.push(value))),
+                  Effect.ignore
+                ),
+              { concurrency: 3, discard: true }
+            )
             yield* Effect.sleep(700)
-            found.push(...committedPrefixViolations(yield* cluster.committedLogs))
-            found.push(...leadersPerEpochViolations(cluster.roleEvents))
           }
           yield* network.heal
-          yield* cluster.awaitLeader(10_000)
-          found.push(...committedPrefixViolations(yield* cluster.committedLogs))
-          return found
+          const leader = yield* cluster.awaitLeader(10_000)
+          const sum = (yield* cluster.propose(0)).state
+          yield* Effect.sleep(1_000)
+          yield* Fiber.interrupt(sampler)
+          yield* sample
+          const logs = yield* cluster.committedLogs
+          const leaderLog = logs.get(leader) ?? []
+          const committed = appValues(leaderLog)
+          return {
+            samples,
+            violations: [
+              ...history.violations,
+              ...leadersAtOnce,
+              ...leadersPerEpochViolations(cluster.roleEvents),
+              ...committedPrefixViolations(logs)
+            ],
+            acknowledged: acknowledged.length,
+            // Every acknowledged value is in the one history; nothing in it was never proposed.
+            lost: acknowledged.filter((v) => !committed.includes(v)),
+            invented: committed.filter((v) => !proposed.includes(v)),
+            stateMatchesLog: sum === committed.reduce((a, b) => a + b, 0),
+            sumOfAcknowledged: acknowledged.reduce((a, b) => a + b, 0),
+            sum,
+            // After the heal every server holds the leader's whole committed log.
+            converged: [...logs.values()].every((log) => log.length === leaderLog.length) && logs.size === 5
+          }
         }),
         { seed }
       )
-      expect(violations).toEqual([])
+      expect(result.samples).toBeGreaterThan(1_000)
+      expect(result.violations).toEqual([])
+      // Every shape leaves a majority together: most proposals get through within their 500 ms.
+      expect(result.acknowledged).toBeGreaterThanOrEqual(40)
+      expect(result).toMatchObject({ lost: [], invented: [], stateMatchesLog: true, converged: true })
+      // Nothing timed out or was retried into a second commit: the state is exactly what was acknowledged.
+      expect(result.sum).toBe(result.sumOfAcknowledged)
     }
   })
 
