@@ -22,13 +22,17 @@ const reports = new Map<string, SeedReport>()
  */
 const breathe = () => new Promise<void>((resolve) => setImmediate(resolve))
 
-/** Runs seeds 1, 2, … of the broken system until `checker` reports; the seed and what it found. */
+/**
+ * Runs seeds 1, 2, … of the broken system until `checker` reports; the seed and what it found.
+ * With the recording client unless told otherwise: its raw record shows what the servers sent.
+ */
 const caught = async (
   breaks: Breaks,
   checker: CheckerName,
   seedsMax: number,
-  options: Omit<RunOptions, "breaks"> = {}
+  given: Omit<RunOptions, "breaks"> = {}
 ) => {
+  const options = { ...given, overrides: { clientKind: "recording" as const, ...given.overrides } }
   const tried: Array<string> = []
   for (let seed = 1; seed <= seedsMax; seed++) {
     const key = `${breaks.name}/${seed}/${JSON.stringify(options)}`
@@ -89,6 +93,17 @@ describe("every checker can fail: a broken system is caught within a few seeds",
     const result = await caught(B.skipNotice(3), "notifications", 2, shortFaults(6_000))
     expect(result.seed, result.found.join("\n")).toBe(1)
     expect(result.found.join("\n")).toMatch(/gap: received up to #\d+ but never #3/)
+  })
+
+  it("notifications, through the real Client service: a notice never sent is a gap in what it delivers", {
+    timeout: 60_000
+  }, async () => {
+    const result = await caught(B.skipNotice(3), "notifications", 2, {
+      overrides: { faultMs: 6_000, clientKind: "service" }
+    })
+    expect(result.seed, result.found.join("\n")).toBe(1)
+    // It delivers #1 and #2 and waits for #3 for good: the rest never reaches its user.
+    expect(result.found.join("\n")).toMatch(/has 2 of the \d+ notices the log holds for it/)
   })
 
   it("winner: the recorded AuctionClosed names the lowest bidder", { timeout: 60_000 }, async () => {
