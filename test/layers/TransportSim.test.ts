@@ -352,9 +352,43 @@ describe("SimNetwork: faults", () => {
       Array.from({ length: count }, (_, i) => i + 1)
     )
     expect(inversionsOf(reordered.rounds)).toBeGreaterThan(50)
+    // Bounded: sent one per ms, a datagram arrives at most delayMsMax + reorderDelayMsMax = 50 ms
+    // late, so it ends up at most 50 places from where it was sent.
+    const displacement = Math.max(...reordered.rounds.map((round, index) => Math.abs(round - (index + 1))))
+    expect(displacement).toBeGreaterThan(0)
+    expect(displacement).toBeLessThanOrEqual(50)
 
     const jitterOnly = resultOf(run(stream(count), 13, { link: { delayMsMin: 1, delayMsMax: 20 } }))
     expect(jitterOnly.rounds).toEqual(Array.from({ length: count }, (_, i) => i + 1))
+  })
+
+  it("per-link conditions take precedence field by field: the link's own, the sender's, the receiver's, the default", () => {
+    const result = resultOf(
+      run(
+        Effect.gen(function* () {
+          const net = yield* network
+          const [a, b, c] = yield* Effect.forEach(["a", "b", "c"], (name) => node(name))
+          if (a === undefined || b === undefined || c === undefined) return yield* Effect.die("nodes")
+          yield* net.setDefaultLink({ dropProbability: 1 })
+          yield* net.setNode("b", { dropProbability: 0 })
+          yield* net.setLink("b", "c", { dropProbability: 1 })
+          const sendTo = (from: TestNode, to: TestNode, round: number) =>
+            Effect.orDie(from.transport.send(to.transport.address, heartbeat(round)))
+          yield* sendTo(a, c, 1) // default: lost
+          yield* sendTo(a, b, 2) // the receiver's (b): delivered
+          yield* sendTo(b, a, 3) // the sender's (b): delivered
+          yield* sendTo(b, c, 4) // the link's own: lost, over the sender's
+          yield* sendTo(c, b, 5) // the receiver's (b): delivered; b → c is one direction only
+          yield* Effect.sleep(100)
+          yield* net.resetConditions
+          yield* sendTo(b, c, 6) // reset: the layer's default (no loss) again
+          yield* Effect.sleep(100)
+          return { a: a.got.map(roundOf), b: b.got.map(roundOf), c: c.got.map(roundOf) }
+        }),
+        14
+      )
+    )
+    expect(result).toEqual({ a: [3], b: [2, 5], c: [6] })
   })
 
   it("a downed node receives nothing, in flight included, and its sends are dropped; after up it works again", () => {
