@@ -54,9 +54,10 @@ import type {
 import type { AuctionSummary, ClientOp, ErrorCode, LeaderInfo, ReplyResult } from "../domain/Messages.js"
 import { NoticesPerNotifyMax } from "../domain/Messages.js"
 import type { Address } from "../domain/Schemas.js"
-import { type ClusterShape, makeCluster, NotLeader, SplitGroup, setting } from "./Cluster.js"
+import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
 import { type EndedAuctionRecord, LogStore, Opened, type Stored } from "./LogStore.js"
 import { randomHex } from "./RandomHex.js"
+import { setting } from "./Setting.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 export interface AuctionServerConfig {

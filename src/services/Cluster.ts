@@ -47,6 +47,7 @@ import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import type { LeaderInfo } from "../domain/Messages.js"
 import { LogStore, Opened, type Stored, type StoreOp } from "./LogStore.js"
+import { setting } from "./Setting.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 /** Not the leader: the request may or may not have been applied; ask `leader` (if known). */
@@ -468,23 +469,6 @@ export const layer = <S, C, E, Err>(
     Effect.flatMap(Opened, (opened) =>
       makeCluster({ ...options, id: opened.id, stored: opened.stored, incarnation: opened.incarnation })
     )
-  )
-
-/** `AGORA_<name>` (a whole number of units of `unitMs`, within [min, max]) times `unitMs`. */
-export const setting = (
-  name: string,
-  unitMs: number,
-  min: number,
-  max: number,
-  defaultMs: number
-): Config.Config<number> =>
-  Config.integer(name).pipe(
-    Config.validate({
-      message: `${name} must be a whole number from ${min} to ${max}`,
-      validation: (value) => value >= min && value <= max
-    }),
-    Config.map((value) => value * unitMs),
-    Config.withDefault(defaultMs)
   )
 
 /**
