@@ -6,7 +6,7 @@
  * set. In, in DESIGN §5's order: size → MAC over the raw bytes → decode →
  * replay window → reassembly. Every drop is counted by reason; nothing throws.
  */
-import { createHash, createHmac, timingSafeEqual } from "node:crypto"
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto"
 import { Clock, Effect, Either, Option, Redacted } from "effect"
 import {
   type Body,
@@ -87,7 +87,11 @@ interface Reassembly {
 export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
   const limitBytes = options.maxDatagramBytes ?? DatagramBytesDefault
   const node = options.identity.id
-  const key = options.clusterKey
+  // Imported once: a KeyObject spares every MAC the key's import (about a fifth of its cost).
+  const key =
+    options.clusterKey === undefined
+      ? undefined
+      : createSecretKey(Buffer.from(Redacted.value(options.clusterKey), "utf8"))
   const sign = key === undefined ? undefined : (bytes: Uint8Array) => hmac(key, bytes)
   const replay = new ReplayWindow()
   const reassemblies = new Map<string, Reassembly>()
@@ -296,5 +300,5 @@ const sameOrigin = (a: Envelope["from"], b: Envelope["from"]): boolean =>
     ? b.role === "server" && a.id === b.id && a.incarnation === b.incarnation
     : b.role === "client" && a.id === b.id
 
-const hmac = (key: Redacted.Redacted<string>, bytes: Uint8Array): Uint8Array =>
-  createHmac("sha256", Redacted.value(key)).update(bytes).digest()
+const hmac = (key: KeyObject, bytes: Uint8Array): Uint8Array =>
+  createHmac("sha256", key).update(bytes).digest()
