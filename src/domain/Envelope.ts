@@ -104,8 +104,37 @@ export class Oversize extends Schema.TaggedError<Oversize>()("Oversize", {
 }) {}
 
 const EnvelopeJson = Schema.parseJson(Envelope)
-const decodeJson = Schema.decodeUnknownEither(EnvelopeJson, { errors: "first", onExcessProperty: "ignore" })
+const decodeOptions = { errors: "first", onExcessProperty: "ignore" } as const
 const encodeJson = Schema.encodeEither(EnvelopeJson)
+
+/**
+ * Decoding in two steps, the envelope around an unknown body and then the body by the one member
+ * of the union its `_tag` names: the same checks as decoding the whole `Envelope`, at a fraction of
+ * the cost (the union otherwise tries its members' shapes; decode was a third of a simulated
+ * datagram's CPU).
+ */
+const decodeShell = Schema.decodeUnknownEither(
+  Schema.Struct({ ...Envelope.fields, body: Schema.Unknown }),
+  decodeOptions
+)
+const tagOf = (member: Schema.Schema.Any): string => {
+  const ast = member.ast
+  const tag =
+    ast._tag === "TypeLiteral"
+      ? ast.propertySignatures.find((property) => property.name === "_tag")?.type
+      : undefined
+  if (tag?._tag !== "Literal" || typeof tag.literal !== "string")
+    throw new Error("a Body member without a literal _tag")
+  return tag.literal
+}
+const bodyDecoders: ReadonlyMap<string, (input: unknown) => Either.Either<Body, ParseResult.ParseError>> =
+  new Map(
+    Body.members.map((member) => [
+      tagOf(member),
+      Schema.decodeUnknownEither(member as Schema.Schema<Body>, decodeOptions)
+    ])
+  )
+if (bodyDecoders.size !== Body.members.length) throw new Error("two Body members share a _tag")
 const utf8 = new TextEncoder()
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
 
@@ -154,19 +183,36 @@ export const encodeEnvelope = (
  * ~5 µs to accept a valid one, so garbage would have cost the receive loop 200 times more
  * than traffic.
  */
-const describeDecodeError = (error: ParseResult.ParseError): string => {
+const describeDecodeError = (error: ParseResult.ParseError, under: ReadonlyArray<string> = []): string => {
   const [issue] = ParseResult.ArrayFormatter.formatErrorSync(error)
   const text =
-    issue === undefined ? "invalid envelope" : `${issue.path.join(".") || "(root)"}: ${issue.message}`
+    issue === undefined
+      ? "invalid envelope"
+      : `${[...under, ...issue.path].join(".") || "(root)"}: ${issue.message}`
   return text.length > 500 ? `${text.slice(0, 500)}…` : text
 }
 
+const refused = (message: string) => Either.left(new EnvelopeDecodeError({ message }))
+
 /** Decodes envelope JSON text; anything that is not a valid envelope is a typed error. */
-export const decodeEnvelopeText = (text: string): Either.Either<Envelope, EnvelopeDecodeError> =>
-  Either.mapLeft(
-    decodeJson(text),
-    (error) => new EnvelopeDecodeError({ message: describeDecodeError(error) })
-  )
+export const decodeEnvelopeText = (text: string): Either.Either<Envelope, EnvelopeDecodeError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return refused("(root): not JSON")
+  }
+  const shell = decodeShell(json)
+  if (Either.isLeft(shell)) return refused(describeDecodeError(shell.left))
+  const body: unknown = shell.right.body
+  const tag = typeof body === "object" && body !== null && "_tag" in body ? body._tag : undefined
+  const decodeBody = typeof tag === "string" ? bodyDecoders.get(tag) : undefined
+  if (decodeBody === undefined) return refused("body._tag: not a message this protocol has")
+  const decoded = decodeBody(body)
+  return Either.isLeft(decoded)
+    ? refused(describeDecodeError(decoded.left, ["body"]))
+    : Either.right({ ...shell.right, body: decoded.right })
+}
 
 /** Decodes datagram bytes: size first, then UTF-8, then JSON, then the schema. */
 export const decodeEnvelope = (
