@@ -107,9 +107,7 @@ export const layer = (
 ): Layer.Layer<AuctionServer, never, Transport | LogStore | Opened> =>
   Layer.scoped(
     AuctionServer,
-    Effect.flatMap(Opened, (opened) =>
-      makeAuctionServer({ ...options, id: opened.id, stored: opened.stored, incarnation: opened.incarnation })
-    )
+    Effect.flatMap(Opened, (opened) => makeAuctionServer({ ...options, ...opened }))
   )
 
 /** AGORA_ROUND_TIMEOUT and AGORA_START_TIMEOUT (seconds, as `agora server`), the rest as `defaultAuctionServerConfig`. */

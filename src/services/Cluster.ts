@@ -466,9 +466,7 @@ export const layer = <S, C, E, Err>(
 ): Layer.Layer<ClusterShape<S, C, Err>, never, Transport | LogStore | Opened> =>
   Layer.scoped(
     tag,
-    Effect.flatMap(Opened, (opened) =>
-      makeCluster({ ...options, id: opened.id, stored: opened.stored, incarnation: opened.incarnation })
-    )
+    Effect.flatMap(Opened, (opened) => makeCluster({ ...options, ...opened }))
   )
 
 /**

@@ -1,5 +1,5 @@
 /**
- * What the cluster replicates: any deterministic state machine given as
+ * What the cluster replicates: a deterministic state machine of the user's, given as
  * `decide` and `evolve` (DESIGN §3). The leader decides commands on its
  * pending state; every server builds its committed state by `evolve` alone
  * (passive replication: backups never execute requests).
