@@ -11,6 +11,7 @@ import type { Body } from "../../../src/domain/Envelope.js"
 import type { GroupId } from "../../../src/domain/Ids.js"
 import {
   addressOf,
+  app,
   dropsOf,
   electLeader,
   entries,
@@ -86,5 +87,37 @@ describe("cluster checks on every datagram (DESIGN §5), each drop by reason", (
     receive(follower, "s1", 2, { _tag: "NotMember" })
     expect(follower.role).toBe("joining")
     expect(follower.incarnation).not.toBe(incarnation)
+  })
+
+  it("a store is reset only when the server it asked to join answers ResetStore (DESIGN §5, Membership), not when another server says so", () => {
+    const follower = replicaOf({ id: "s2", log: entries(three, [[2, app(5)]]), hard: { epoch: 2 } })
+    expect(follower.group).toBe("g1")
+    receive(follower, "s1", 2, { _tag: "Heartbeat", round: 1, commitSeq: 2 }, 1_000)
+    // The leader no longer lists it: it asks s1 to join, keeping its log.
+    receive(follower, "s1", 2, { _tag: "NotMember" })
+    expect(follower.role).toBe("joining")
+    expect(follower.log.lastSeq).toBe(2)
+    const answer: Body = {
+      _tag: "JoinAnswer",
+      outcome: "ResetStore",
+      reason: "group g1 dissolved",
+      firstEntry: null
+    }
+    // An answer from a server it did not ask changes nothing.
+    const stray = receive(follower, "s3", 2, answer)
+    expect(dropsOf(stray)).toEqual(["unexpected-join-answer"])
+    expect(stray.some((output) => output._tag === "ResetStore")).toBe(false)
+    expect(follower.log.lastSeq).toBe(2)
+    // The answer of the server it asked resets the store, loudly.
+    const reset = receive(follower, "s1", 2, answer)
+    expect(reset.filter((output) => output._tag === "ResetStore")).toHaveLength(1)
+    expect(
+      reset.some(
+        (output) =>
+          output._tag === "Note" && output.level === "warning" && output.message.includes("RESETTING STORE")
+      )
+    ).toBe(true)
+    expect(follower.group).toBe(null)
+    expect(follower.log.lastSeq).toBe(0)
   })
 })
