@@ -7,8 +7,9 @@
 import { Options } from "@effect/cli"
 import { Config, ParseResult, Schema } from "effect"
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
+import { envNameOf, type SettingRange } from "../services/Setting.js"
 
-const envName = (name: string) => `AGORA_${name.toUpperCase().replaceAll("-", "_")}`
+const envName = envNameOf
 
 /**
  * Text parsed by `parse` (null: refused). Every refusal, from the flag or the environment, is
@@ -59,6 +60,15 @@ export const integer = (
       return Number.isSafeInteger(value) && value >= spec.min && value <= spec.max ? value : null
     })
   ).pipe(Options.withDefault(spec.default))
+
+/** A setting of `agora server` from the shared table (its name, unit and range), with its default in ms. */
+export const serverSetting = (range: SettingRange, spec: { defaultMs: number; description: string }) =>
+  integer(range.name, {
+    min: range.min,
+    max: range.max,
+    default: spec.defaultMs / range.unitMs,
+    description: spec.description
+  })
 
 /** A text option with a default and its env fallback. */
 export const text = (name: string, spec: { default: string; description: string }) =>

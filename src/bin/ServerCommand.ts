@@ -5,8 +5,9 @@ import { defaultClusterConfig } from "../domain/cluster/Config.js"
 import type { ServerId } from "../domain/Ids.js"
 import { makeServer } from "../layers/Server.js"
 import { defaultAuctionServerConfig } from "../services/AuctionServer.js"
+import { serverSettings } from "../services/Setting.js"
 import { withLogging } from "./Logging.js"
-import { choice, integer, network, optionalId } from "./Options.js"
+import { choice, integer, network, optionalId, serverSetting } from "./Options.js"
 import { UsageError } from "./UsageError.js"
 
 const options = {
@@ -23,46 +24,32 @@ const options = {
     ),
     Options.withFallbackConfig(Config.string("AGORA_DATA_DIR"))
   ),
-  expect: integer("expect", {
-    min: 1,
-    max: 15,
-    default: 1,
+  expect: serverSetting(serverSettings.expect, {
+    defaultMs: defaultClusterConfig.expect,
     description: "number of servers started together: the group forms once this many are heard"
   }),
-  minServers: integer("min-servers", {
-    min: 1,
-    max: 15,
-    default: 3,
+  minServers: serverSetting(serverSettings.minServers, {
+    defaultMs: defaultClusterConfig.minServers,
     description: "voters the group never shrinks below when it removes dead servers"
   }),
-  heartbeatInterval: integer("heartbeat-interval", {
-    min: 5,
-    max: 10_000,
-    default: 50,
+  heartbeatInterval: serverSetting(serverSettings.heartbeatInterval, {
+    defaultMs: defaultClusterConfig.heartbeatIntervalMs,
     description: "ms between leader heartbeats"
   }),
-  failureTimeout: integer("failure-timeout", {
-    min: 20,
-    max: 60_000,
-    default: 300,
+  failureTimeout: serverSetting(serverSettings.failureTimeout, {
+    defaultMs: defaultClusterConfig.failureTimeoutMs,
     description: "ms of leader silence before an election (plus up to 150 ms of random jitter)"
   }),
-  removalTimeout: integer("removal-timeout", {
-    min: 1,
-    max: 86_400,
-    default: 30,
+  removalTimeout: serverSetting(serverSettings.removalTimeout, {
+    defaultMs: defaultClusterConfig.removalTimeoutMs,
     description: "seconds a silent server stays a member before it is removed"
   }),
-  roundTimeout: integer("round-timeout", {
-    min: 1,
-    max: 86_400,
-    default: 60,
+  roundTimeout: serverSetting(serverSettings.roundTimeout, {
+    defaultMs: defaultAuctionServerConfig.roundTimeoutMs,
     description: "seconds a bidding round lasts at most"
   }),
-  startTimeout: integer("start-timeout", {
-    min: 1,
-    max: 86_400,
-    default: 60,
+  startTimeout: serverSetting(serverSettings.startTimeout, {
+    defaultMs: defaultAuctionServerConfig.startTimeoutMs,
     description: "seconds the auctioneer has to start after the ready check"
   }),
   sync: choice("sync", ["normal", "full"], {
@@ -97,15 +84,15 @@ export const serverCommand = Command.make("server", options, (o) =>
         ...defaultClusterConfig,
         heartbeatIntervalMs: o.heartbeatInterval,
         failureTimeoutMs: o.failureTimeout,
-        removalTimeoutMs: o.removalTimeout * 1000,
+        removalTimeoutMs: o.removalTimeout * serverSettings.removalTimeout.unitMs,
         minServers: o.minServers,
         expect: o.expect,
         batchBytesMax: o.maxDatagram - 400
       },
       server: {
         ...defaultAuctionServerConfig,
-        roundTimeoutMs: o.roundTimeout * 1000,
-        startTimeoutMs: o.startTimeout * 1000
+        roundTimeoutMs: o.roundTimeout * serverSettings.roundTimeout.unitMs,
+        startTimeoutMs: o.startTimeout * serverSettings.startTimeout.unitMs
       }
     })
     return yield* Effect.never

@@ -57,7 +57,7 @@ import type { Address } from "../domain/Schemas.js"
 import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
 import { type EndedAuctionRecord, LogStore, Opened, type Stored } from "./LogStore.js"
 import { randomHex } from "./RandomHex.js"
-import { setting } from "./Setting.js"
+import { serverSettings, setting } from "./Setting.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 export interface AuctionServerConfig {
@@ -112,8 +112,8 @@ export const layer = (
 
 /** AGORA_ROUND_TIMEOUT and AGORA_START_TIMEOUT (seconds, as `agora server`), the rest as `defaultAuctionServerConfig`. */
 export const auctionServerConfigFromEnv: Config.Config<AuctionServerConfig> = Config.all({
-  roundTimeoutMs: setting("AGORA_ROUND_TIMEOUT", 1000, 1, 86_400, defaultAuctionServerConfig.roundTimeoutMs),
-  startTimeoutMs: setting("AGORA_START_TIMEOUT", 1000, 1, 86_400, defaultAuctionServerConfig.startTimeoutMs)
+  roundTimeoutMs: setting(serverSettings.roundTimeout, defaultAuctionServerConfig.roundTimeoutMs),
+  startTimeoutMs: setting(serverSettings.startTimeout, defaultAuctionServerConfig.startTimeoutMs)
 }).pipe(Config.map((settings) => ({ ...defaultAuctionServerConfig, ...settings })))
 
 /**

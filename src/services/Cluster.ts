@@ -47,7 +47,7 @@ import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import type { LeaderInfo } from "../domain/Messages.js"
 import { LogStore, Opened, type Stored, type StoreOp } from "./LogStore.js"
-import { setting } from "./Setting.js"
+import { serverSettings, setting } from "./Setting.js"
 import { type Incoming, Transport } from "./Transport.js"
 
 /** Not the leader: the request may or may not have been applied; ask `leader` (if known). */
@@ -475,15 +475,9 @@ export const layer = <S, C, E, Err>(
  * as `defaultClusterConfig`; the same names and ranges as `agora server`.
  */
 export const clusterConfigFromEnv: Config.Config<ClusterConfig> = Config.all({
-  expect: setting("AGORA_EXPECT", 1, 1, 15, defaultClusterConfig.expect),
-  minServers: setting("AGORA_MIN_SERVERS", 1, 1, 15, defaultClusterConfig.minServers),
-  heartbeatIntervalMs: setting(
-    "AGORA_HEARTBEAT_INTERVAL",
-    1,
-    5,
-    10_000,
-    defaultClusterConfig.heartbeatIntervalMs
-  ),
-  failureTimeoutMs: setting("AGORA_FAILURE_TIMEOUT", 1, 20, 60_000, defaultClusterConfig.failureTimeoutMs),
-  removalTimeoutMs: setting("AGORA_REMOVAL_TIMEOUT", 1000, 1, 86_400, defaultClusterConfig.removalTimeoutMs)
+  expect: setting(serverSettings.expect, defaultClusterConfig.expect),
+  minServers: setting(serverSettings.minServers, defaultClusterConfig.minServers),
+  heartbeatIntervalMs: setting(serverSettings.heartbeatInterval, defaultClusterConfig.heartbeatIntervalMs),
+  failureTimeoutMs: setting(serverSettings.failureTimeout, defaultClusterConfig.failureTimeoutMs),
+  removalTimeoutMs: setting(serverSettings.removalTimeout, defaultClusterConfig.removalTimeoutMs)
 }).pipe(Config.map((settings) => ({ ...defaultClusterConfig, ...settings })))
