@@ -10,6 +10,19 @@ import type { AuctionId, ClientId, RequestId, SessionId, SessionToken } from "..
 import type { ClientOp, ReplyResult } from "../../src/domain/Messages.js"
 import type { Address } from "../../src/domain/Schemas.js"
 import { makeSim, type SimNetwork } from "../../src/layers/TransportSim.js"
+import type { TransportShape } from "../../src/services/Transport.js"
+
+/** Acknowledges every notice of `auction` up to `seq` to the server that sent them (a lost ack is repaired by the next). */
+export const sendNotifyAck = (
+  transport: TransportShape,
+  to: Address,
+  as: { readonly session: SessionId; readonly token: SessionToken },
+  auction: number,
+  seq: number
+): Effect.Effect<void> =>
+  transport
+    .send(to, { body: { _tag: "NotifyAck", ...as, auction: auction as AuctionId, seq } })
+    .pipe(Effect.ignore)
 
 export interface RawClient {
   readonly session: () => SessionId
@@ -109,17 +122,7 @@ export const makeRawClient = (name: string): Effect.Effect<RawClient, never, Sim
               }
               const contiguous = contiguousOf(body.auction)
               if (session !== null && token !== null && contiguous > 0) {
-                yield* transport
-                  .send(source, {
-                    body: {
-                      _tag: "NotifyAck",
-                      session,
-                      token,
-                      auction: body.auction as AuctionId,
-                      seq: contiguous
-                    }
-                  })
-                  .pipe(Effect.ignore)
+                yield* sendNotifyAck(transport, source, { session, token }, body.auction, contiguous)
               }
               return
             }

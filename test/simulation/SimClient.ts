@@ -29,6 +29,7 @@ import type { ClientOp, ReplyResult } from "../../src/domain/Messages.js"
 import type { Address } from "../../src/domain/Schemas.js"
 import { recordTrace } from "../../src/layers/SimTrace.js"
 import { makeSim, type SimNetwork } from "../../src/layers/TransportSim.js"
+import { sendNotifyAck } from "./RawClient.js"
 
 /** One notification as the client recorded it. */
 export interface Delivery {
@@ -202,17 +203,7 @@ export const makeRecordingClient = (
               if (![...stream.seqs].some((n) => n > stream.contiguous)) gaps.delete(body.auction)
               else if (!gaps.has(body.auction)) gaps.set(body.auction, 0)
               if (session !== null && token !== null && stream.contiguous > 0) {
-                yield* transport
-                  .send(source, {
-                    body: {
-                      _tag: "NotifyAck",
-                      session,
-                      token,
-                      auction: body.auction as AuctionId,
-                      seq: stream.contiguous
-                    }
-                  })
-                  .pipe(Effect.ignore)
+                yield* sendNotifyAck(transport, source, { session, token }, body.auction, stream.contiguous)
               }
               return
             }
