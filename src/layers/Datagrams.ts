@@ -7,7 +7,7 @@
  * replay window → reassembly. Every drop is counted by reason; nothing throws.
  */
 import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto"
-import { Clock, Effect, Either, Option, Redacted } from "effect"
+import { Effect, Either, identity, Option, Redacted } from "effect"
 import {
   type Body,
   DatagramBytesDefault,
@@ -45,11 +45,29 @@ export interface DatagramOptions {
 }
 
 export interface DatagramCodec {
-  /** One envelope as one or more datagrams (fragments past the limit). */
-  readonly encode: (message: Outgoing) => Effect.Effect<ReadonlyArray<Uint8Array>, MessageTooLarge>
+  /**
+   * One envelope as one or more datagrams (fragments past the limit). Plain code: it throws
+   * only on a bug (an envelope JSON cannot encode), which the caller's Effect turns into a defect.
+   */
+  readonly encode: (message: Outgoing) => Either.Either<ReadonlyArray<Uint8Array>, MessageTooLarge>
   /** A received datagram as an envelope, or nothing if it was dropped (and counted) or is an incomplete fragment. */
   readonly decode: (bytes: Uint8Array, source: Address) => Effect.Effect<Option.Option<Incoming>>
+  /**
+   * What `decode` does but count and log a drop, as plain code at time `nowMs`: for a
+   * transport that decodes many datagrams in one step and reports drops itself.
+   */
+  readonly decodeAt: (bytes: Uint8Array, source: Address, nowMs: number) => Decoded
 }
+
+/** What a received datagram became. */
+export type Decoded =
+  | { readonly _tag: "Message"; readonly incoming: Incoming }
+  /** A fragment, kept until its message is complete. */
+  | { readonly _tag: "Held" }
+  | { readonly _tag: "Dropped"; readonly reason: DropReason; readonly detail: string }
+
+const held: Decoded = { _tag: "Held" }
+const dropped = (reason: DropReason, detail: string): Decoded => ({ _tag: "Dropped", reason, detail })
 
 /** The largest message, fragments and all: bounds reassembly memory per message. */
 export const MessageBytesMax = 1024 * 1024
@@ -148,50 +166,34 @@ export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
     })
   }
 
-  const encode = (message: Outgoing): Effect.Effect<ReadonlyArray<Uint8Array>, MessageTooLarge> =>
-    Effect.suspend(() => {
-      const whole = encodeEnvelope(stamp(envelopeOf(message.body, message)), payloadLimit)
-      if (Either.isRight(whole)) return Effect.succeed([seal(whole.right)])
-      if (whole.left._tag === "EnvelopeDecodeError") return Effect.die(whole.left)
-      // Too big for one datagram: send the inner envelope's text in fragments.
-      // The inner envelope is not stamped: fragments carry (boot, n), and an unstamped copy
-      // encodes the same every time, so a resent message completes a partly received one.
-      const inner = encodeEnvelopeText(envelopeOf(message.body, message))
-      if (Either.isLeft(inner)) return Effect.die(inner.left)
-      const text = inner.right
-      const size = utf8.encode(text).byteLength
-      if (size > MessageBytesMax)
-        return Effect.fail(new MessageTooLarge({ bytes: size, limitBytes: MessageBytesMax }))
-      const data = Buffer.from(text, "utf8").toString("base64")
-      const step = Math.floor((payloadLimit - fragmentOverheadBytes(message)) / 4) * 4
-      if (step < FragmentDataCharsMin) return Effect.die(new Error(`fragment data of ${step} chars`))
-      const parts = Math.ceil(data.length / step)
-      const id = contentId(text)
-      const datagrams: Array<Uint8Array> = []
-      for (let part = 0; part < parts; part++) {
-        const fragment = stamp(
-          envelopeOf(
-            { _tag: "Fragment", id, part, parts, data: data.slice(part * step, (part + 1) * step) },
-            message
-          )
+  const encode = (message: Outgoing): Either.Either<ReadonlyArray<Uint8Array>, MessageTooLarge> => {
+    const whole = encodeEnvelope(stamp(envelopeOf(message.body, message)), payloadLimit)
+    if (Either.isRight(whole)) return Either.right([seal(whole.right)])
+    if (whole.left._tag === "EnvelopeDecodeError") throw whole.left
+    // Too big for one datagram: send the inner envelope's text in fragments.
+    // The inner envelope is not stamped: fragments carry (boot, n), and an unstamped copy
+    // encodes the same every time, so a resent message completes a partly received one.
+    const text = Either.getOrThrowWith(encodeEnvelopeText(envelopeOf(message.body, message)), identity)
+    const size = utf8.encode(text).byteLength
+    if (size > MessageBytesMax)
+      return Either.left(new MessageTooLarge({ bytes: size, limitBytes: MessageBytesMax }))
+    const data = Buffer.from(text, "utf8").toString("base64")
+    const step = Math.floor((payloadLimit - fragmentOverheadBytes(message)) / 4) * 4
+    if (step < FragmentDataCharsMin) throw new Error(`fragment data of ${step} chars`)
+    const parts = Math.ceil(data.length / step)
+    const id = contentId(text)
+    const datagrams: Array<Uint8Array> = []
+    for (let part = 0; part < parts; part++) {
+      const fragment = stamp(
+        envelopeOf(
+          { _tag: "Fragment", id, part, parts, data: data.slice(part * step, (part + 1) * step) },
+          message
         )
-        const bytes = encodeEnvelope(fragment, payloadLimit)
-        if (Either.isLeft(bytes)) return Effect.die(bytes.left)
-        datagrams.push(seal(bytes.right))
-      }
-      return Effect.succeed(datagrams)
-    })
-
-  const drop = (reason: DropReason, source: Address, detail: string) =>
-    Effect.zipRight(
-      countDrop(node, reason),
-      Effect.as(
-        Effect.logDebug("datagram dropped").pipe(
-          Effect.annotateLogs({ node, reason, source: `${source.host}:${source.port}`, detail })
-        ),
-        Option.none<Incoming>()
       )
-    )
+      datagrams.push(seal(Either.getOrThrowWith(encodeEnvelope(fragment, payloadLimit), identity)))
+    }
+    return Either.right(datagrams)
+  }
 
   /** Checks the MAC, when a key is set: server datagrams must carry a valid one, client datagrams none. */
   const unseal = (bytes: Uint8Array): Either.Either<{ payload: Uint8Array; signed: boolean }, DropReason> => {
@@ -212,16 +214,16 @@ export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
     return bytes[0] === 0x7b ? Either.right({ payload: bytes, signed: false }) : Either.left("bad-mac")
   }
 
-  const admit = (envelope: Envelope, signed: boolean, source: Address, nowMs: number) => {
+  const admit = (envelope: Envelope, signed: boolean, source: Address, nowMs: number): Decoded => {
     if (envelope.from.role === "server" && sign !== undefined) {
-      if (!signed) return drop("unsigned", source, envelope.body._tag)
+      if (!signed) return dropped("unsigned", envelope.body._tag)
       const { boot, n: number } = envelope
-      if (boot === undefined || number === undefined) return drop("replay", source, "no boot or n")
+      if (boot === undefined || number === undefined) return dropped("replay", "no boot or n")
       if (!replay.accept(`${envelope.from.id}/${envelope.from.incarnation}`, boot, number)) {
-        return drop("replay", source, `boot ${boot} n ${number}`)
+        return dropped("replay", `boot ${boot} n ${number}`)
       }
     }
-    if (envelope.body._tag !== "Fragment") return Effect.succeed(Option.some<Incoming>({ envelope, source }))
+    if (envelope.body._tag !== "Fragment") return { _tag: "Message", incoming: { envelope, source } }
     return reassemble(envelope, envelope.body, source, nowMs)
   }
 
@@ -230,12 +232,12 @@ export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
     fragment: Extract<Body, { _tag: "Fragment" }>,
     source: Address,
     nowMs: number
-  ): Effect.Effect<Option.Option<Incoming>> => {
+  ): Decoded => {
     const { id, part, parts, data } = fragment
     // Bounded by what any sender may produce, not by this node's own limit: a sender with a
     // smaller datagram limit needs more parts for the same message.
     if (part >= parts || parts > FragmentsMax) {
-      return drop("fragment", source, `part ${part} of ${parts}`)
+      return dropped("fragment", `part ${part} of ${parts}`)
     }
     for (const [key, entry] of reassemblies) {
       if (nowMs - entry.startedMs > ReassemblyTimeoutMs) reassemblies.delete(key)
@@ -243,7 +245,7 @@ export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
     const key = `${outer.from.role}/${outer.from.id}/${id}`
     let entry = reassemblies.get(key)
     if (entry === undefined || entry.parts.length !== parts) {
-      if (reassemblies.size >= ReassembliesMax) return drop("overflow", source, "too many partial messages")
+      if (reassemblies.size >= ReassembliesMax) return dropped("overflow", "too many partial messages")
       entry = {
         parts: new Array<string | undefined>(parts).fill(undefined),
         received: 0,
@@ -256,38 +258,61 @@ export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
       entry.chars += data.length
       if (entry.chars > MessageBase64CharsMax) {
         reassemblies.delete(key)
-        return drop("fragment", source, `more than ${MessageBase64CharsMax} chars of fragments`)
+        return dropped("fragment", `more than ${MessageBase64CharsMax} chars of fragments`)
       }
       entry.parts[part] = data
       entry.received += 1
     }
-    if (entry.received < parts) return Effect.succeed(Option.none())
+    if (entry.received < parts) return held
     reassemblies.delete(key)
     const text = Buffer.from(entry.parts.join(""), "base64").toString("utf8")
     const inner = decodeEnvelopeText(text)
-    if (Either.isLeft(inner)) return drop("undecodable", source, inner.left.message)
+    if (Either.isLeft(inner)) return dropped("undecodable", inner.left.message)
     // The inner envelope travelled inside authenticated fragments of the same sender. Its whole
     // origin must match theirs: an unsigned client's fragments must not carry a server envelope.
     if (!sameOrigin(inner.right.from, outer.from) || inner.right.body._tag === "Fragment") {
-      return drop("fragment", source, "inner envelope does not match its fragments")
+      return dropped("fragment", "inner envelope does not match its fragments")
     }
-    return Effect.succeed(Option.some<Incoming>({ envelope: inner.right, source }))
+    return { _tag: "Message", incoming: { envelope: inner.right, source } }
+  }
+
+  const decodeAt = (bytes: Uint8Array, source: Address, nowMs: number): Decoded => {
+    if (bytes.byteLength > limitBytes) return dropped("oversize", `${bytes.byteLength} bytes`)
+    const unsealed = unseal(bytes)
+    if (Either.isLeft(unsealed)) return dropped(unsealed.left, `${bytes.byteLength} bytes`)
+    const decoded = decodeEnvelope(unsealed.right.payload, limitBytes)
+    if (Either.isLeft(decoded)) return dropped("undecodable", decoded.left.message)
+    return admit(decoded.right, unsealed.right.signed, source, nowMs)
   }
 
   const decode = (bytes: Uint8Array, source: Address): Effect.Effect<Option.Option<Incoming>> =>
-    Effect.suspend(() => {
-      if (bytes.byteLength > limitBytes) return drop("oversize", source, `${bytes.byteLength} bytes`)
-      const unsealed = unseal(bytes)
-      if (Either.isLeft(unsealed)) return drop(unsealed.left, source, `${bytes.byteLength} bytes`)
-      const decoded = decodeEnvelope(unsealed.right.payload, limitBytes)
-      if (Either.isLeft(decoded)) return drop("undecodable", source, decoded.left.message)
-      return Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
-        admit(decoded.right, unsealed.right.signed, source, nowMs)
+    Effect.clockWith((clock) => {
+      const decoded = decodeAt(bytes, source, clock.unsafeCurrentTimeMillis())
+      if (decoded._tag === "Message") return Effect.succeed(Option.some(decoded.incoming))
+      if (decoded._tag === "Held") return Effect.succeedNone
+      return Effect.as(
+        Effect.zipRight(countDrop(node, decoded.reason), logDrop(node, decoded, source)),
+        Option.none()
       )
     })
 
-  return { encode, decode }
+  return { encode, decode, decodeAt }
 }
+
+/** Logs a dropped datagram of `node` at debug level (counting it is the caller's). */
+export const logDrop = (
+  node: string,
+  drop: Extract<Decoded, { _tag: "Dropped" }>,
+  source: Address
+): Effect.Effect<void> =>
+  Effect.logDebug("datagram dropped").pipe(
+    Effect.annotateLogs({
+      node,
+      reason: drop.reason,
+      source: `${source.host}:${source.port}`,
+      detail: drop.detail
+    })
+  )
 
 /** How every encoded envelope begins (`v` is its first field). */
 const envelopeStart = utf8.encode('{"v":')

@@ -32,16 +32,20 @@
  * scheduled before the previous one on its link (a wire is FIFO). Only a
  * "reordered" datagram (reorder probability) gets an extra random delay
  * outside that rule, so later ones overtake it. Scheduled datagrams with the
- * same arrival instant share one timer: a fiber forked into the NETWORK's
- * scope sleeps until then and delivers them in the order they were sent. So
- * a datagram in flight survives its sender's crash (as on a real wire) and
- * costs no fiber of its own (a heartbeat round of 5 nodes with 1–3 ms links
- * makes at most 3 timers, not 20). At arrival it is dropped if its receiver is down,
- * a partition now cuts the link, or the receiving endpoint has closed since
- * the datagram was sent (a crash; a restarted node at the same address gets a
- * new endpoint and does not receive datagrams sent to its previous life).
- * Otherwise the receiver's `receive` runs (decode, inbox) and its outcome is
- * recorded.
+ * same arrival instant share one timer, the NETWORK's, which delivers them in
+ * the order they were sent. So a datagram in flight survives its sender's
+ * crash (as on a real wire), and a heartbeat round of 5 nodes with 1–3 ms
+ * links makes at most 3 timers, not 20. Under `simulate` a timer is a bare
+ * callback on the virtual clock, no fiber at all, and delivery is plain code
+ * (a datagram's arrival costs what a NIC's interrupt does: decode, and a
+ * wake-up of the fiber waiting on the inbox); under any other clock it is a
+ * fiber in the network's scope. At arrival a datagram is dropped if its
+ * receiver is down, a partition now cuts the link, or the receiving endpoint
+ * has closed since the datagram was sent (a crash; a restarted node at the
+ * same address gets a new endpoint and does not receive datagrams sent to its
+ * previous life). Otherwise the receiver's `receive` runs (decode, inbox) and
+ * its outcome is recorded; what the receiver leaves to an Effect (logging a
+ * drop) runs in a fiber of its own after the arrival.
  *
  * Trace: each datagram's fate is one line at send ("sent", "dropped") and one
  * per scheduled copy at arrival ("delivered", "dropped"), with its number,
@@ -51,9 +55,10 @@
  * `SimTrace` (what `recordTrace` writes to; resolved once when the network is
  * built, so nothing is looked up per datagram), and nowhere outside a simulation.
  */
-import { Context, Effect, Layer, Option, Random, Schema, type Scope } from "effect"
+import { type Clock, Context, Effect, Layer, Option, Random, Runtime, Schema, type Scope } from "effect"
 import { PCGRandom } from "effect/Utils"
 import type { Address } from "../domain/Schemas.js"
+import { type SimTimer, VirtualClock } from "./SimClock.js"
 import { SimTrace, type SimTraceShape } from "./SimTrace.js"
 
 /** Conditions of a directed link, from the sender to the receiver. */
@@ -115,6 +120,15 @@ export const simDropReasons: ReadonlyArray<SimDropReason> = [
  */
 export type SimReceiveOutcome = "accepted" | "filtered" | "overflow"
 
+/** What a receiver made of a datagram. */
+export interface SimReceipt {
+  readonly outcome: SimReceiveOutcome
+  /** Why it kept nothing, for the trace. */
+  readonly detail?: string | undefined
+  /** What it leaves to an Effect (logging a drop); the network runs it after the arrival. */
+  readonly report?: Effect.Effect<void> | undefined
+}
+
 /** Counters over the whole network. Invariant: sent + duplicated = delivered + dropped (all reasons but overflow) + inFlight. */
 export interface SimNetworkStats {
   /** Datagrams handed to the network; a broadcast counts once per receiver. */
@@ -168,8 +182,11 @@ export interface SimAttachOptions {
   readonly port?: number | undefined
   /** Receive broadcasts (a discovery socket). */
   readonly listenDiscovery: boolean
-  /** Called when a datagram arrives, with its bytes (read-only, maybe shared) and its source address. */
-  readonly receive: (bytes: Uint8Array, source: Address) => Effect.Effect<SimReceiveOutcome>
+  /**
+   * Called when a datagram arrives, with its bytes (read-only, maybe shared), its source
+   * address and the time. Plain code: it must not block (nothing waits on one receiver).
+   */
+  readonly receive: (bytes: Uint8Array, source: Address, nowMs: number) => SimReceipt
 }
 
 /** An attached endpoint, as its transport sees it. Detached when the scope of `attach` closes. */
@@ -276,7 +293,7 @@ interface Endpoint {
   readonly node: NodeState
   readonly address: Address
   readonly listenDiscovery: boolean
-  readonly receive: (bytes: Uint8Array, source: Address) => Effect.Effect<SimReceiveOutcome>
+  readonly receive: (bytes: Uint8Array, source: Address, nowMs: number) => SimReceipt
   closed: boolean
 }
 
@@ -416,7 +433,7 @@ export const makeSimNetwork = (
 
     // -- arrival ------------------------------------------------------------
 
-    const arrive = (flight: Flight): Effect.Effect<void> => {
+    const arrive = (flight: Flight, nowMs: number, reports: Array<Effect.Effect<void>>): void => {
       totals.inFlight -= 1
       const receiver = flight.to.node
       const reason: SimDropReason | undefined = flight.to.closed
@@ -429,44 +446,76 @@ export const makeSimNetwork = (
       if (reason !== undefined) {
         countDrop(receiver, reason)
         if (trace !== undefined) record(`${flightLine(flight)} dropped ${reason}`)
-        return Effect.void
+        return
       }
       totals.delivered += 1
       receiver.counters.delivered += 1
-      return Effect.map(flight.to.receive(flight.bytes, flight.source), (outcome) => {
-        if (outcome === "accepted") {
-          totals.accepted += 1
-          receiver.counters.accepted += 1
-          if (trace !== undefined) record(`${flightLine(flight)} delivered`)
-        } else if (outcome === "filtered") {
-          totals.filtered += 1
-          if (trace !== undefined) record(`${flightLine(flight)} delivered, kept nothing`)
-        } else {
-          countDrop(receiver, "overflow")
-          if (trace !== undefined) record(`${flightLine(flight)} dropped overflow`)
+      const receipt = flight.to.receive(flight.bytes, flight.source, nowMs)
+      if (receipt.report !== undefined) reports.push(receipt.report)
+      if (receipt.outcome === "accepted") {
+        totals.accepted += 1
+        receiver.counters.accepted += 1
+        if (trace !== undefined) record(`${flightLine(flight)} delivered`)
+      } else if (receipt.outcome === "filtered") {
+        totals.filtered += 1
+        if (trace !== undefined) {
+          const why = receipt.detail === undefined ? "" : ` (${receipt.detail})`
+          record(`${flightLine(flight)} delivered, kept nothing${why}`)
         }
-      })
+      } else {
+        countDrop(receiver, "overflow")
+        if (trace !== undefined) record(`${flightLine(flight)} dropped overflow`)
+      }
     }
 
     const flightLine = (flight: Flight): string =>
       `net #${flight.number}${flight.copy ? "'" : ""} ${flight.from.name}>${flight.to.node.name} ${flight.tag}`
 
-    const arriveAll = (atMs: number): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const flights = arrivals.get(atMs)
-        arrivals.delete(atMs)
-        return flights === undefined ? Effect.void : Effect.forEach(flights, arrive, { discard: true })
-      })
+    /** Delivers the datagrams due at `atMs`; returns what their receivers left to an Effect. */
+    const arriveAll = (atMs: number): Array<Effect.Effect<void>> => {
+      const flights = arrivals.get(atMs)
+      arrivals.delete(atMs)
+      const reports: Array<Effect.Effect<void>> = []
+      if (flights !== undefined) for (const flight of flights) arrive(flight, atMs, reports)
+      return reports
+    }
+
+    // Reports of arrivals on bare timers run in a fiber of the runtime the network was built
+    // in: its scheduler, clock and logger, so under `simulate` they stay deterministic.
+    const runReports = Runtime.runFork(yield* Effect.runtime<never>())
+    /** Bare timers on the virtual clock, by instant: cancelled when the network closes. */
+    const bareTimers = new Map<number, SimTimer>()
+    let virtualClock: VirtualClock | undefined
 
     /**
-     * The timer of one arrival instant, forked into the network's scope: it outlives the
-     * sender, and closing the network abandons it. Interruptible even when the sender sent
-     * from an uninterruptible region (a finalizer saying goodbye).
+     * The timer of one arrival instant. On the virtual clock, a bare callback; on any other,
+     * a fiber forked into the network's scope, interruptible even when the sender sent from
+     * an uninterruptible region (a finalizer saying goodbye). Either outlives the sender, and
+     * closing the network abandons it.
      */
-    const timer = (delayMs: number, atMs: number): Effect.Effect<void> =>
-      Effect.asVoid(
-        Effect.forkIn(Effect.interruptible(Effect.zipRight(Effect.sleep(delayMs), arriveAll(atMs))), scope)
+    const timer = (clock: Clock.Clock, delayMs: number, atMs: number): Effect.Effect<void> => {
+      if (clock instanceof VirtualClock) {
+        virtualClock = clock
+        const onArrival = (): void => {
+          bareTimers.delete(atMs)
+          const reports = arriveAll(atMs)
+          if (reports.length > 0) runReports(Effect.all(reports, { discard: true }))
+        }
+        bareTimers.set(atMs, clock.unsafeSchedule(delayMs, onArrival))
+        return Effect.void
+      }
+      return Effect.asVoid(
+        Effect.forkIn(
+          Effect.interruptible(
+            Effect.zipRight(
+              Effect.sleep(delayMs),
+              Effect.suspend(() => Effect.all(arriveAll(atMs), { discard: true }))
+            )
+          ),
+          scope
+        )
       )
+    }
 
     // -- send -----------------------------------------------------------------
 
@@ -600,10 +649,7 @@ export const makeSimNetwork = (
       record(`net #${number} ${sender.node.name}>${addressText(to)} ${tag} dropped no-node`)
     }
 
-    /**
-     * Sends the datagrams of one message. Plain code but for the timers of new arrival
-     * instants: one fork per instant, not per datagram.
-     */
+    /** Sends the datagrams of one message: plain code, and a timer for each new arrival instant. */
     const sendAll = (
       sender: Endpoint,
       to: Address,
@@ -624,8 +670,8 @@ export const makeSimNetwork = (
         const instants = timersNew
         timersNew = []
         return instants.length === 1
-          ? timer((instants[0] ?? nowMs) - nowMs, instants[0] ?? nowMs)
-          : Effect.forEach(instants, (atMs) => timer(atMs - nowMs, atMs), { discard: true })
+          ? timer(clock, (instants[0] ?? nowMs) - nowMs, instants[0] ?? nowMs)
+          : Effect.forEach(instants, (atMs) => timer(clock, atMs - nowMs, atMs), { discard: true })
       })
 
     // -- attach / detach ----------------------------------------------------
@@ -821,9 +867,13 @@ export const makeSimNetwork = (
     const addressOf = (name: string): Effect.Effect<Option.Option<Address>> =>
       Effect.sync(() => Option.fromNullable(nodes.get(name)?.endpoint?.address))
 
-    // Runs after the timers' own finalizers (added later, run first) have interrupted them.
+    // Runs after the timer fibers' own finalizers (added later, run first) have interrupted them.
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => record(`net closed with ${totals.inFlight} datagrams in flight`))
+      Effect.sync(() => {
+        for (const bare of bareTimers.values()) virtualClock?.unsafeCancel(bare)
+        bareTimers.clear()
+        record(`net closed with ${totals.inFlight} datagrams in flight`)
+      })
     )
 
     return SimNetwork.of({

@@ -23,21 +23,21 @@
  * Broadcasts reach every node that listens for discovery (default: yes),
  * including the sender itself, as on UDP; the cluster ignores its own.
  */
-import { Effect, Layer, Mailbox, Metric, Option, type Redacted, type Scope, Stream } from "effect"
+import { Cause, Effect, Either, Layer, Mailbox, Metric, type Redacted, type Scope } from "effect"
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
 import type { Address } from "../domain/Schemas.js"
 import {
-  countDrop,
   datagramsReceived,
   type Incoming,
   type Outgoing,
   Transport,
   TransportClosed,
   type TransportError,
-  type TransportShape
+  type TransportShape,
+  unsafeCountDrop
 } from "../services/Transport.js"
-import { type Identity, makeDatagramCodec } from "./Datagrams.js"
-import { type SimBindError, SimNetwork, type SimReceiveOutcome } from "./SimNetwork.js"
+import { type DatagramCodec, type Decoded, type Identity, logDrop, makeDatagramCodec } from "./Datagrams.js"
+import { type SimBindError, SimNetwork, type SimReceipt } from "./SimNetwork.js"
 
 export * from "./SimNetwork.js"
 
@@ -65,7 +65,9 @@ export interface SimTransportOptions {
   readonly inboxCapacity?: number | undefined
 }
 
-const filtered: Effect.Effect<SimReceiveOutcome> = Effect.succeed("filtered")
+const accepted: SimReceipt = { outcome: "accepted" }
+const held: SimReceipt = { outcome: "filtered", detail: "fragment held" }
+const unready: SimReceipt = { outcome: "filtered", detail: "not attached yet" }
 
 /**
  * Builds the transport in the current scope, attached to the `SimNetwork`; the scope's end
@@ -94,28 +96,39 @@ export const makeSim = (
     yield* Effect.addFinalizer(() => inbox.end)
 
     // The codec needs the port before it exists: it is fixed by attach, which needs `receive`.
-    let decode: ((bytes: Uint8Array, source: Address) => Effect.Effect<Option.Option<Incoming>>) | undefined
+    let codec: DatagramCodec | undefined
     const receivedCounter = Metric.tagged(datagramsReceived, "node", node)
-    const overflow = Effect.as(countDrop(node, "overflow"), "overflow" as const)
-    const accepted = Effect.as(Metric.increment(receivedCounter), "accepted" as const)
+    const overflow: SimReceipt = { outcome: "overflow", detail: "inbox full" }
 
-    const receive = (bytes: Uint8Array, source: Address): Effect.Effect<SimReceiveOutcome> =>
-      decode === undefined
-        ? filtered
-        : Effect.flatMap(decode(bytes, source), (incoming) =>
-            Option.isNone(incoming) ? filtered : inbox.unsafeOffer(incoming.value) ? accepted : overflow
-          ).pipe(
-            // Whatever a datagram causes, defects of the pipeline included, stays with it.
-            Effect.catchAllCause((cause) =>
-              Effect.zipRight(
-                Effect.zipRight(
-                  countDrop(node, "defect"),
-                  Effect.logError("datagram handling failed", cause).pipe(Effect.annotateLogs({ node }))
-                ),
-                filtered
-              )
-            )
+    // Plain code, run by the network at each arrival: decode, and hand over to the inbox.
+    const receive = (bytes: Uint8Array, source: Address, nowMs: number): SimReceipt => {
+      if (codec === undefined) return unready
+      let decoded: Decoded
+      try {
+        decoded = codec.decodeAt(bytes, source, nowMs)
+      } catch (defect) {
+        // Whatever a datagram causes, defects of the pipeline included, stays with it.
+        unsafeCountDrop(node, "defect")
+        return {
+          outcome: "filtered",
+          detail: "defect",
+          report: Effect.logError("datagram handling failed", Cause.die(defect)).pipe(
+            Effect.annotateLogs({ node })
           )
+        }
+      }
+      if (decoded._tag === "Held") return held
+      if (decoded._tag === "Dropped") {
+        unsafeCountDrop(node, decoded.reason)
+        return { outcome: "filtered", detail: decoded.reason, report: logDrop(node, decoded, source) }
+      }
+      if (!inbox.unsafeOffer(decoded.incoming)) {
+        unsafeCountDrop(node, "overflow")
+        return overflow
+      }
+      receivedCounter.unsafeUpdate(1, [])
+      return accepted
+    }
 
     const attachment = yield* network.attach({
       name: options.name ?? node,
@@ -124,14 +137,14 @@ export const makeSim = (
       listenDiscovery: options.listenDiscovery ?? true,
       receive
     })
-    const codec = makeDatagramCodec({
+    const sendingCodec = makeDatagramCodec({
       identity: options.identity,
       port: attachment.address.port,
       boot: options.boot,
       maxDatagramBytes: limitBytes,
       clusterKey: options.clusterKey
     })
-    decode = codec.decode
+    codec = sendingCodec
 
     // Set first thing when the scope closes (this finalizer was added last).
     let closed = false
@@ -142,25 +155,18 @@ export const makeSim = (
     )
 
     const deliver = (to: Address, message: Outgoing): Effect.Effect<void, TransportError> =>
-      Effect.suspend(
-        (): Effect.Effect<void, TransportError> =>
-          closed
-            ? Effect.fail(new TransportClosed())
-            : Effect.flatMap(codec.encode(message), (datagrams) =>
-                attachment.send(to, datagrams, message.body._tag)
-              )
-      )
-
-    // One message per pull, as on UDP: a consumer that stops early leaves the rest to the next.
-    const incoming: Stream.Stream<Incoming> = Stream.repeatEffectOption(
-      Effect.mapError(inbox.take, () => Option.none())
-    )
+      Effect.suspend((): Effect.Effect<void, TransportError> => {
+        if (closed) return Effect.fail(new TransportClosed())
+        const datagrams = sendingCodec.encode(message)
+        return Either.isLeft(datagrams) ? datagrams : attachment.send(to, datagrams.right, message.body._tag)
+      })
 
     return Transport.of({
       address: attachment.address,
       send: deliver,
       broadcast: (message) => deliver(network.broadcastAddress, message),
-      incoming
+      incoming: Mailbox.toStream(inbox),
+      receive: Effect.mapError(inbox.take, () => new TransportClosed())
     })
   }).pipe(Effect.annotateLogs({ node: options.identity.id }))
 

@@ -26,14 +26,14 @@ import {
   Config,
   type ConfigError,
   Effect,
+  Either,
   Layer,
   Mailbox,
   Metric,
   Option,
   type Redacted,
   Schema,
-  type Scope,
-  Stream
+  type Scope
 } from "effect"
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
 import type { Address } from "../domain/Schemas.js"
@@ -446,16 +446,13 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
     const deliver = (to: Address, message: Outgoing): Effect.Effect<void, TransportError> =>
       Effect.suspend((): Effect.Effect<void, TransportError> => {
         if (closed) return Effect.fail(new TransportClosed())
-        return Effect.map(codec.encode(message), (datagrams) => sendAll(datagrams, to, message.body._tag))
+        const datagrams = codec.encode(message)
+        if (Either.isLeft(datagrams)) return datagrams
+        sendAll(datagrams.right, to, message.body._tag)
+        return Effect.void
       })
 
     const broadcastTo: Address = { host: broadcastAddress, port: discoveryPort }
-
-    // One message per pull: a consumer that stops early (e.g. `Stream.runHead`) takes no more
-    // than it uses, so a later consumer gets the rest. Concurrent consumers split the messages.
-    const incoming: Stream.Stream<Incoming> = Stream.repeatEffectOption(
-      Effect.mapError(delivered.take, () => Option.none())
-    )
 
     yield* Effect.logDebug("udp transport open").pipe(
       Effect.annotateLogs({
@@ -470,7 +467,8 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
       address,
       send: deliver,
       broadcast: (message) => deliver(broadcastTo, message),
-      incoming
+      incoming: Mailbox.toStream(delivered),
+      receive: Effect.mapError(delivered.take, () => new TransportClosed())
     })
   }).pipe(Effect.annotateLogs({ node: options.identity.id }))
 

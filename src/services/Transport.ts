@@ -43,8 +43,15 @@ export interface TransportShape {
   readonly send: (to: Address, message: Outgoing) => Effect.Effect<void, TransportError>
   /** To every node on the discovery port of this broadcast domain. */
   readonly broadcast: (message: Outgoing) => Effect.Effect<void, TransportError>
-  /** Envelopes that passed size, MAC, decode and replay checks, unicast and broadcast alike. */
+  /**
+   * Envelopes that passed size, MAC, decode and replay checks, unicast and broadcast alike, in
+   * chunks of everything queued (as `Stream.fromQueue`): one hand-over per batch, not per message.
+   * A consumer that stops early (`Stream.runHead`, `Stream.take`) discards the rest of the chunk
+   * it pulled; to take exactly one, use `receive`.
+   */
   readonly incoming: Stream.Stream<Incoming>
+  /** The next envelope, one at a time; `TransportClosed` once the transport closed and nothing is left. */
+  readonly receive: Effect.Effect<Incoming, TransportClosed>
 }
 
 export class Transport extends Context.Tag("agora/Transport")<Transport, TransportShape>() {}
@@ -78,6 +85,10 @@ const droppedFor = (node: string, reason: DropReason) =>
 /** Counts one dropped datagram of `node` for `reason`. */
 export const countDrop = (node: string, reason: DropReason): Effect.Effect<void> =>
   Metric.increment(droppedFor(node, reason))
+
+/** `countDrop` as plain code, for a receive path that runs outside a fiber (the simulated network's). */
+export const unsafeCountDrop = (node: string, reason: DropReason): void =>
+  droppedFor(node, reason).unsafeUpdate(1, [])
 
 /** Reads how many datagrams `node` dropped for `reason` (tests, status). */
 export const dropCount = (node: string, reason: DropReason): Effect.Effect<number> =>

@@ -68,13 +68,12 @@ const node = (identity: Identity, options: Partial<UdpOptions> & { readonly disc
 
 /** The next message `transport` delivers, within the receive timeout. */
 const receive = (transport: TransportShape): Effect.Effect<Incoming, unknown> =>
-  transport.incoming.pipe(Stream.runHead, Effect.flatten, Effect.timeout(receiveTimeout))
+  transport.receive.pipe(Effect.timeout(receiveTimeout))
 
 /** Nothing arrives within `ms`. */
 const expectSilence = (transport: TransportShape, ms: number) =>
-  Effect.map(
-    transport.incoming.pipe(Stream.runHead, Effect.timeout(Duration.millis(ms)), Effect.option),
-    (got) => expect(Option.flatten(got)).toEqual(Option.none())
+  Effect.map(transport.receive.pipe(Effect.timeout(Duration.millis(ms)), Effect.option), (got) =>
+    expect(got).toEqual(Option.none())
   )
 
 /** Waits until `read` reaches `expected` (counters are written by another fiber), then checks it is exact. */
