@@ -148,6 +148,31 @@ describe("SimNetwork: delivery", () => {
     })
   })
 
+  it("incoming hands over everything queued in one chunk; receive takes one at a time and fails once closed", () => {
+    const result = run(
+      Effect.gen(function* () {
+        const a = yield* makeSim({ identity: server("a"), boot: 1 })
+        const scope = yield* Scope.make()
+        const b = yield* Scope.extend(makeSim({ identity: server("b"), boot: 1 }), scope)
+        yield* Effect.forEach([1, 2, 3, 4], (round) => a.send(b.address, heartbeat(round)), { discard: true })
+        yield* Effect.sleep("5 millis")
+        const first = yield* b.receive
+        const chunk = yield* Stream.toPull(b.incoming).pipe(Effect.flatten, Effect.scoped)
+        yield* Scope.close(scope, Exit.void)
+        return {
+          first: roundOf(first),
+          chunk: Array.from(chunk, roundOf),
+          afterClose: yield* Effect.either(b.receive)
+        }
+      }),
+      1
+    )
+    const { first, chunk, afterClose } = resultOf(result)
+    expect(first).toBe(1)
+    expect(chunk).toEqual([2, 3, 4])
+    expect(afterClose._tag === "Left" && afterClose.left._tag).toBe("TransportClosed")
+  })
+
   it("a broadcast reaches every discovery listener, the sender's own included, and no one else", () => {
     const result = run(
       Effect.gen(function* () {
