@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 /** The `agora` command line (DESIGN §7). */
 import { Command } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+// Subpaths, not the package index: the index loads the cluster, RPC and SQL modules too (~18 MiB of RSS).
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import { benchCommand } from "./BenchCommand.js"
 import { clientCommand } from "./ClientCommand.js"

@@ -277,6 +277,7 @@ export const makeDatagramCodec = (options: DatagramOptions): DatagramCodec => {
   }
 
   const decodeAt = (bytes: Uint8Array, source: Address, nowMs: number): Decoded => {
+    if (bytes.byteLength === 0) return dropped("probe", "an empty datagram: a peer checking that we are here")
     if (bytes.byteLength > limitBytes) return dropped("oversize", `${bytes.byteLength} bytes`)
     const unsealed = unseal(bytes)
     if (Either.isLeft(unsealed)) return dropped(unsealed.left, `${bytes.byteLength} bytes`)

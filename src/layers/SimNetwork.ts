@@ -194,6 +194,12 @@ export interface SimAttachment {
   readonly address: Address
   /** Sends the datagrams of one message (several: its fragments) to `to`, or to everyone at the broadcast address. */
   readonly send: (to: Address, datagrams: ReadonlyArray<Uint8Array>, tag: string) => Effect.Effect<void>
+  /**
+   * Whether `to`'s host answers, one round trip later, that nothing listens at its port: its
+   * node is known, up, reachable from this one, and not attached there (crashed). A live
+   * endpoint, a node that is down, a partition, or loss of the probe or its answer: false.
+   */
+  readonly probe: (to: Address) => Effect.Effect<boolean>
 }
 
 /** Attaching failed: the name is live, or the address is taken. */
@@ -674,6 +680,33 @@ export const makeSimNetwork = (
           : Effect.forEach(instants, (atMs) => timer(clock, atMs - nowMs, atMs), { discard: true })
       })
 
+    // -- probe ----------------------------------------------------------------
+
+    /** The answer of `to`'s host, decided when the probe arrives there: the probe or the answer may be lost. */
+    const portClosedAt = (sender: Endpoint, to: Address, owner: NodeState | undefined): boolean => {
+      if (owner === undefined || sender.closed || sender.node.down || owner.down || cut(sender.node, owner)) {
+        return false
+      }
+      if (unicast.get(to.host)?.get(to.port) !== undefined) return false
+      const { dropProbability } = resolve(sender.node, owner)
+      return !chance(dropProbability) && !chance(dropProbability)
+    }
+
+    const probe = (sender: Endpoint, to: Address): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        // The node that had this address last: its host tells whether anything is there.
+        const owner = [...nodes.values()].find((node) => node.host === to.host && node.port === to.port)
+        const roundTripMs = 2 * (owner === undefined ? 1 : resolve(sender.node, owner).delayMsMin)
+        return Effect.zipRight(
+          Effect.sleep(roundTripMs),
+          Effect.sync(() => {
+            const closed = portClosedAt(sender, to, owner)
+            record(`net probe ${sender.node.name}>${addressText(to)} ${closed ? "port closed" : "no answer"}`)
+            return closed
+          })
+        )
+      })
+
     // -- attach / detach ----------------------------------------------------
 
     const autoHost = (): string => {
@@ -767,7 +800,7 @@ export const makeSimNetwork = (
         const send = (to: Address, datagrams: ReadonlyArray<Uint8Array>, tag: string): Effect.Effect<void> =>
           sendAll(endpoint, to, datagrams, tag)
 
-        return { address, send }
+        return { address, send, probe: (to: Address) => probe(endpoint, to) }
       })
 
     // -- controls -----------------------------------------------------------

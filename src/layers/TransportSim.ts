@@ -166,7 +166,8 @@ export const makeSim = (
       send: deliver,
       broadcast: (message) => deliver(network.broadcastAddress, message),
       incoming: Mailbox.toStream(inbox),
-      receive: Effect.mapError(inbox.take, () => new TransportClosed())
+      receive: Effect.mapError(inbox.take, () => new TransportClosed()),
+      probe: (to) => (closed ? Effect.succeed(false) : attachment.probe(to))
     })
   }).pipe(Effect.annotateLogs({ node: options.identity.id }))
 

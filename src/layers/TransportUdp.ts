@@ -43,6 +43,7 @@ import {
   datagramsReceived,
   type Incoming,
   type Outgoing,
+  ProbeWaitMs,
   Transport,
   TransportClosed,
   type TransportError,
@@ -454,6 +455,32 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
 
     const broadcastTo: Address = { host: broadcastAddress, port: discoveryPort }
 
+    // A socket of its own, connected to `to`: only a connected UDP socket hears of the ICMP
+    // port-unreachable answer (as an ECONNREFUSED error event, a few ms after the send).
+    const probe = (to: Address): Effect.Effect<boolean> =>
+      Effect.async<boolean>((resume) => {
+        const socket = Dgram.createSocket(to.host.includes(":") ? "udp6" : "udp4")
+        let settled = false
+        const settle = (gone: boolean): void => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          socket.close()
+          resume(Effect.succeed(gone))
+        }
+        const timer = setTimeout(() => settle(false), ProbeWaitMs)
+        socket.on("error", (error) => settle(errorCode(error) === "ECONNREFUSED"))
+        socket.bind({ address: bindAddress, port: 0 }, () =>
+          socket.connect(to.port, to.host, () => socket.send(new Uint8Array(0)))
+        )
+        return Effect.sync(() => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          socket.close()
+        })
+      })
+
     yield* Effect.logDebug("udp transport open").pipe(
       Effect.annotateLogs({
         address: `${address.host}:${address.port}`,
@@ -468,7 +495,8 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
       send: deliver,
       broadcast: (message) => deliver(broadcastTo, message),
       incoming: Mailbox.toStream(delivered),
-      receive: Effect.mapError(delivered.take, () => new TransportClosed())
+      receive: Effect.mapError(delivered.take, () => new TransportClosed()),
+      probe
     })
   }).pipe(Effect.annotateLogs({ node: options.identity.id }))
 

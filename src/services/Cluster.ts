@@ -190,6 +190,7 @@ export const makeCluster = <S, C, E, Err>(
   Effect.gen(function* () {
     const transport = yield* Transport
     const store = yield* LogStore
+    const serviceScope = yield* Effect.scope
     const stored = options.stored
     const nowMs = yield* Clock.currentTimeMillis
     const seed = yield* Random.nextIntBetween(0, 0x7fffffff)
@@ -294,6 +295,16 @@ export const makeCluster = <S, C, E, Err>(
             : output.level === "info"
               ? Effect.logInfo(output.message)
               : Effect.logDebug(output.message)
+        case "Probe":
+          // Answered within ProbeWaitMs; the replica loop does not wait for it.
+          return Effect.asVoid(
+            Effect.forkIn(
+              Effect.flatMap(transport.probe(output.address), (gone) =>
+                gone ? Queue.offer(inbox, { _tag: "Unreachable", server: output.server }) : Effect.void
+              ),
+              serviceScope
+            )
+          )
         case "Dropped":
           return Metric.increment(
             Metric.tagged(Metric.tagged(clusterDropped, "node", node), "reason", output.reason)

@@ -52,7 +52,17 @@ export interface TransportShape {
   readonly incoming: Stream.Stream<Incoming>
   /** The next envelope, one at a time; `TransportClosed` once the transport closed and nothing is left. */
   readonly receive: Effect.Effect<Incoming, TransportClosed>
+  /**
+   * Whether nothing listens at `to` any more: true when its host answers that the port is
+   * closed (ICMP port unreachable: the process is gone, the host is up) within
+   * `ProbeWaitMs`; false otherwise, a live peer and a host that is down or cut off alike.
+   * Sends one empty datagram, which a live peer drops and counts as "probe".
+   */
+  readonly probe: (to: Address) => Effect.Effect<boolean>
 }
+
+/** How long `probe` waits for the host's answer: ICMP comes back within a round trip. */
+export const ProbeWaitMs = 50
 
 export class Transport extends Context.Tag("agora/Transport")<Transport, TransportShape>() {}
 
@@ -65,6 +75,8 @@ export type DropReason =
   | "replay"
   | "fragment"
   | "overflow"
+  /** An empty datagram: another node's `probe`, not an error. */
+  | "probe"
   | (string & {})
 
 /** Datagrams dropped, by node and reason (DESIGN §1 promise 7: dropped and counted). */

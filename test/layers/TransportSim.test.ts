@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Fiber, Option, Redacted, Scope, Stream, TestClock } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Option, Redacted, Scope, Stream, TestClock } from "effect"
 import { Incarnation, ServerId } from "../../src/domain/Ids.js"
+import type { Address } from "../../src/domain/Schemas.js"
 import type { Identity } from "../../src/layers/Datagrams.js"
 import { type SimResult, simulate } from "../../src/layers/SimRuntime.js"
 import {
@@ -661,6 +662,52 @@ describe("SimNetwork: crashes", () => {
         "75ms net #7 a>b Heartbeat delivered"
       ])
     )
+  })
+
+  it("probe: a crashed node's port answers closed after a round trip; a live, downed or cut-off node's does not", () => {
+    const result = run(
+      Effect.gen(function* () {
+        const net = yield* network
+        const a = yield* node("a")
+        const live = yield* node("live")
+        const crashScope = yield* Scope.make()
+        const crashed = yield* Scope.extend(makeSim({ identity: server("crashed"), boot: 1 }), crashScope)
+        yield* Scope.close(crashScope, Exit.void)
+        const downed = yield* node("downed")
+        yield* net.down("downed")
+        const cut = yield* node("cut")
+        yield* net.partition([["a", "live", "crashed", "downed"], ["cut"]])
+        const probe = (to: Address) =>
+          Effect.gen(function* () {
+            const startMs = yield* Clock.currentTimeMillis
+            const closed = yield* a.transport.probe(to)
+            return [closed, (yield* Clock.currentTimeMillis) - startMs] as const
+          })
+        return {
+          live: yield* probe(live.transport.address),
+          crashed: yield* probe(crashed.address),
+          downed: yield* probe(downed.transport.address),
+          cut: yield* probe(cut.transport.address),
+          nowhere: yield* probe({ host: "10.9.9.9", port: 1 })
+        }
+      }),
+      1,
+      { link: { delayMsMin: 4, delayMsMax: 6 } }
+    )
+    expect(resultOf(result)).toEqual({
+      live: [false, 8],
+      crashed: [true, 8],
+      downed: [false, 8],
+      cut: [false, 8],
+      nowhere: [false, 2]
+    })
+    expect(result.trace.lines.filter((line) => line.includes("net probe"))).toEqual([
+      "8ms net probe a>10.0.0.2:7000 no answer",
+      "16ms net probe a>10.0.0.3:7000 port closed",
+      "24ms net probe a>10.0.0.4:7000 no answer",
+      "32ms net probe a>10.0.0.5:7000 no answer",
+      "34ms net probe a>10.9.9.9:1 no answer"
+    ])
   })
 
   it("refuses a second live node of the same name and a taken address", () => {

@@ -35,6 +35,7 @@ import {
   dropCount,
   type Incoming,
   type Outgoing,
+  ProbeWaitMs,
   Transport,
   type TransportShape
 } from "../../src/services/Transport.js"
@@ -135,6 +136,27 @@ const origin = (identity: Identity, port: number): Envelope["from"] =>
     : { role: "client", id: identity.id, port }
 
 describe("layerUdp (DESIGN §4–5: one envelope per datagram, on real sockets)", () => {
+  it.scopedLive(
+    "probe: a closed port on loopback answers at once (ICMP port unreachable); a live peer drops the empty datagram as a probe",
+    () =>
+      Effect.gen(function* () {
+        const port = yield* discoveryPort
+        const a = yield* node(serverIdentity("probe-a"), { discoveryPort: port })
+        const bId = serverIdentity("probe-b")
+        const b = yield* node(bId, { discoveryPort: port })
+        expect(yield* a.probe(b.address)).toBe(false)
+        yield* expectCount(dropCount(bId.id, "probe"), 1)
+        // A port nothing listens on: bound a moment ago, then closed.
+        const gone = yield* Effect.scoped(Effect.map(rawSocket, (raw) => raw.address))
+        const startedMs = Date.now()
+        expect(yield* a.probe(gone)).toBe(true)
+        expect(Date.now() - startedMs).toBeLessThan(ProbeWaitMs)
+        // Traffic is unaffected.
+        yield* a.send(b.address, heartbeat(1))
+        expect((yield* receive(b)).envelope.body).toEqual({ _tag: "Heartbeat", round: 1, commitSeq: 7 })
+      })
+  )
+
   it.scopedLive("two nodes exchange unicast both ways; the source is the other's unicast address", () =>
     Effect.gen(function* () {
       const port = yield* discoveryPort
@@ -212,7 +234,6 @@ describe("layerUdp (DESIGN §4–5: one envelope per datagram, on real sockets)"
         const raw = yield* rawSocket
 
         const garbage: Array<Uint8Array> = [
-          new Uint8Array(0),
           new TextEncoder().encode("{"),
           new TextEncoder().encode('{"v":1}'),
           new TextEncoder().encode(
@@ -228,6 +249,8 @@ describe("layerUdp (DESIGN §4–5: one envelope per datagram, on real sockets)"
           garbage.push(bytes)
         }
         for (const bytes of garbage) yield* rawSend(raw.socket, bytes, target.address)
+        // Empty: another node's probe, counted apart from garbage.
+        yield* rawSend(raw.socket, new Uint8Array(0), target.address)
         yield* rawSend(raw.socket, new Uint8Array(1401).fill(0x7b), target.address)
         yield* rawSend(raw.socket, new Uint8Array(60_000).fill(0x20), target.address)
 
@@ -242,6 +265,7 @@ describe("layerUdp (DESIGN §4–5: one envelope per datagram, on real sockets)"
         expect(got.source).toEqual(raw.address)
 
         yield* expectCount(dropCount(targetId.id, "undecodable"), garbage.length)
+        yield* expectCount(dropCount(targetId.id, "probe"), 1)
         yield* expectCount(dropCount(targetId.id, "oversize"), 2)
 
         // And so does a transport's.

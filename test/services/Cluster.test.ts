@@ -257,9 +257,38 @@ describe("Cluster — failover (DESIGN §1 promises 1–3)", () => {
       })
     )
     expect(result.next).not.toBe("s3")
-    expect(result.electedAfterMs).toBeLessThanOrEqual(300 + 150 + 100)
+    // Its process is gone, so the followers' probes find its port closed: no full timeout.
+    expect(result.electedAfterMs).toBeLessThan(300)
     expect(result.kept).toBe(true)
     expect(result.state).toBe(155)
+  })
+
+  it("a leader whose process is gone is replaced within 2 heartbeat intervals + one + the election; one cut off, after the failure timeout", () => {
+    const failover = (how: "crash" | "down") =>
+      runScenario(
+        Effect.gen(function* () {
+          const network = yield* SimNetwork
+          const { cluster, leader } = yield* started(three)
+          yield* Effect.sleep(1_000)
+          const goneAt = yield* Clock.currentTimeMillis
+          if (how === "crash") yield* cluster.crash(leader)
+          else yield* network.down(leader)
+          const next = yield* cluster.awaitLeader(
+            5_000,
+            three.filter((id) => id !== leader)
+          )
+          return { next, afterMs: (yield* Clock.currentTimeMillis) - goneAt }
+        })
+      )
+    const crashed = failover("crash")
+    const cutOff = failover("down")
+    expect(crashed.next).toBe(cutOff.next)
+    // Silence of 100 ms (+ up to one heartbeat interval since the last beat), a probe, a pre-vote
+    // within 50 ms, an election of two round trips.
+    expect(crashed.afterMs).toBeLessThan(100 + 50 + 50 + 20)
+    // No answer from a host that is down: the pre-vote waits for the failure timeout.
+    expect(cutOff.afterMs).toBeGreaterThanOrEqual(300 - 50)
+    expect(cutOff.afterMs).toBeLessThan(300 + 150 + 20)
   })
 
   it("a restarted follower does not depose the healthy leader, loses nothing and catches up", () => {

@@ -71,7 +71,7 @@ describe("every checker can fail: a broken system is caught within a few seeds",
   it("durability: a store that acknowledges writes it flushes only every 2 s, in a crash storm → committed entries lost", {
     timeout: 120_000
   }, async () => {
-    const result = await caught(B.lyingStore(2_000), "durability", 4, shortFaults(8_000))
+    const result = await caught(B.lyingStore(2_000), "durability", 8, shortFaults(8_000))
     expect(result.seed, result.found.join("\n")).not.toBeNull()
     // Lost, or replaced so that the history no longer applies: either way, not what was committed.
     expect(result.found[0]).toMatch(

@@ -13,6 +13,7 @@
  * A server that heard its leader within the failure timeout ignores both, so
  * a restarted or isolated server cannot depose a healthy leader.
  */
+import type { ServerId } from "../Ids.js"
 import { becomeLeader } from "./Leadership.js"
 import { isVoter, quorum, voters } from "./Membership.js"
 import {
@@ -21,6 +22,7 @@ import {
   compareRank,
   drawElectionTimeout,
   dropped,
+  emit,
   heardLeaderRecently,
   type Meta,
   note,
@@ -44,7 +46,12 @@ export const startPrevote = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void
   if (!voterSelf(replica)) return
   replica.electionTimeoutMs = drawElectionTimeout(replica)
   const nextEpoch = replica.epoch + 1
-  replica.prevote = { nextEpoch, grants: new Set([replica.id]), startedMs: replica.nowMs }
+  replica.prevote = {
+    nextEpoch,
+    grants: new Set([replica.id]),
+    startedMs: replica.nowMs,
+    sentMs: replica.nowMs
+  }
   replica.candidacy = null
   setRole(replica, "precandidate", null)
   note(replica, "info", `no word from a leader: pre-vote for epoch ${nextEpoch}`)
@@ -163,6 +170,24 @@ export const onCoordinator = <S, C, E, Err>(
   })
 }
 
+/**
+ * The transport says nothing listens at the leader's address (ICMP port unreachable): its
+ * process is gone, whatever the failure timeout says. The follower stops counting the leader
+ * as heard, so it grants pre-votes at once, and stands itself within a heartbeat interval.
+ * Every follower probes on its own, so a majority sees the leader gone, as the pre-vote rule
+ * needs. Ignored when the leader was heard since the probe (it restarted on its port).
+ */
+export const onUnreachable = <S, C, E, Err>(replica: Replica<S, C, E, Err>, server: ServerId): void => {
+  if (replica.role !== "follower" || replica.leader !== server) return dropped(replica, "stale-answer")
+  if (replica.probedMs === null || replica.leaderContactMs > replica.probedMs) {
+    return dropped(replica, "leader-alive")
+  }
+  const { failureTimeoutMs, heartbeatIntervalMs } = replica.config
+  replica.leaderContactMs = replica.nowMs - failureTimeoutMs
+  replica.electionTimeoutMs = failureTimeoutMs + Math.floor(replica.random() * heartbeatIntervalMs)
+  note(replica, "info", `leader ${server} is gone (nothing listens at its address): failure detected early`)
+}
+
 export const onCoordinatorAck = <S, C, E, Err>(replica: Replica<S, C, E, Err>, from: ServerMeta): void => {
   if (replica.role !== "candidate" || replica.candidacy === null) return dropped(replica, "stale-answer")
   if (!isVoter(replica.membership, from.id, from.incarnation)) return dropped(replica, "not-a-voter")
@@ -179,19 +204,51 @@ const backOff = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
   setRole(replica, "follower", null)
 }
 
-/** Failure detection for non-leaders: start a pre-vote when the leader has been silent too long. */
+/**
+ * When a follower next asks whether its silent leader's process is still there: after two
+ * heartbeat intervals without a word, then every interval until the election timeout.
+ * Null when it has no leader to ask about, or could not stand anyway.
+ */
+export const nextProbeMs = <S, C, E, Err>(replica: Replica<S, C, E, Err>): number | null => {
+  if (replica.role !== "follower" || replica.leader === null || !voterSelf(replica)) return null
+  const firstMs = replica.leaderContactMs + 2 * replica.config.heartbeatIntervalMs
+  const probedMs = replica.probedMs
+  return probedMs === null || probedMs < replica.leaderContactMs
+    ? firstMs
+    : Math.max(firstMs, probedMs + replica.config.heartbeatIntervalMs)
+}
+
+/**
+ * Failure detection for non-leaders: start a pre-vote when the leader has been silent too long,
+ * and probe it before that (a process that is gone is known at once, see `onUnreachable`).
+ */
 export const electionTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
   const now = replica.nowMs
   switch (replica.role) {
     case "follower": {
       const dueMs = Math.max(replica.leaderContactMs + replica.electionTimeoutMs, replica.holdOffUntilMs)
-      if (now >= dueMs && voterSelf(replica)) startPrevote(replica)
+      if (now >= dueMs && voterSelf(replica)) return startPrevote(replica)
+      const probeMs = nextProbeMs(replica)
+      const leader = replica.leader
+      const address = leader === null ? undefined : replica.addresses.get(leader)
+      if (probeMs !== null && now >= probeMs && leader !== null && address !== undefined) {
+        replica.probedMs = now
+        emit(replica, { _tag: "Probe", server: leader, address })
+      }
       return
     }
-    case "precandidate":
-      if (replica.prevote !== null && now >= replica.prevote.startedMs + replica.electionTimeoutMs)
-        backOff(replica)
+    case "precandidate": {
+      const prevote = replica.prevote
+      if (prevote === null) return
+      if (now >= prevote.startedMs + replica.electionTimeoutMs) return backOff(replica)
+      // Repeated until answered: a lost Election, or a voter that had not yet seen the leader
+      // go, would otherwise cost a whole election timeout.
+      if (now >= prevote.sentMs + replica.config.heartbeatIntervalMs) {
+        prevote.sentMs = now
+        broadcast(replica, { _tag: "Election", nextEpoch: prevote.nextEpoch, rank: rankOnWire(replica) })
+      }
       return
+    }
     case "candidate":
       if (replica.candidacy !== null && now >= replica.candidacy.startedMs + replica.electionTimeoutMs) {
         note(replica, "info", `no majority for epoch ${replica.epoch}: backing off`)

@@ -83,6 +83,11 @@ export type Output<S, E, Err> =
   | { readonly _tag: "ResetStore"; readonly hard: HardState }
   | { readonly _tag: "Note"; readonly level: "debug" | "info" | "warning"; readonly message: string }
   | { readonly _tag: "Dropped"; readonly reason: string }
+  /**
+   * Ask the transport whether anything still listens at the silent leader's address; a "no"
+   * (ICMP port unreachable: its process is gone) comes back as the input `Unreachable`.
+   */
+  | { readonly _tag: "Probe"; readonly server: ServerId; readonly address: Address }
 
 export type Input<C> =
   | { readonly _tag: "Tick" }
@@ -94,6 +99,8 @@ export type Input<C> =
   | { readonly _tag: "Read"; readonly proposal: number }
   /** End of a batch of inputs: send what the batch produced (group commit). */
   | { readonly _tag: "Flush" }
+  /** The answer to a `Probe`: nothing listens at `server`'s address any more. */
+  | { readonly _tag: "Unreachable"; readonly server: ServerId }
 
 /** A body with the group and epoch it was decided in (stamped when decided, not when sent). */
 export interface Stamped {
@@ -214,7 +221,15 @@ export interface Replica<S, C, E, Err> {
   /** The committed state of the state machine, applied up to appliedSeq. */
   app: S
 
-  prevote: { readonly nextEpoch: Epoch; readonly grants: Set<ServerId>; readonly startedMs: number } | null
+  prevote: {
+    readonly nextEpoch: Epoch
+    readonly grants: Set<ServerId>
+    readonly startedMs: number
+    /** When `Election` was last broadcast: it is repeated every heartbeat interval until answered. */
+    sentMs: number
+  } | null
+  /** When the silent leader was last probed (`Probe`), if it has been since it was last heard. */
+  probedMs: number | null
   candidacy: { readonly acks: Set<ServerId>; readonly startedMs: number } | null
   lead: LeaderState<S, C, Err> | null
 

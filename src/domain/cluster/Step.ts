@@ -22,7 +22,15 @@ import {
   onStatusRequest
 } from "./Bootstrap.js"
 import type { ClusterConfig } from "./Config.js"
-import { electionTick, onCoordinator, onCoordinatorAck, onElection, onElectionAnswer } from "./Election.js"
+import {
+  electionTick,
+  nextProbeMs,
+  onCoordinator,
+  onCoordinatorAck,
+  onElection,
+  onElectionAnswer,
+  onUnreachable
+} from "./Election.js"
 import { flushLeader, leaderTick, onPropose } from "./Leadership.js"
 import type { MemoryLog } from "./Log.js"
 import { findMember, type Membership, memberKey } from "./Membership.js"
@@ -106,6 +114,7 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     appliedSeq: log.startSeq,
     app: base.app,
     prevote: null,
+    probedMs: null,
     candidacy: null,
     lead: null,
     base,
@@ -147,11 +156,17 @@ export const nextTickDueMs = <S, C, E, Err>(replica: Replica<S, C, E, Err>, capM
     case "joining":
       if (replica.join !== null) at(replica.join.nextRequestMs)
       break
-    case "follower":
+    case "follower": {
       at(Math.max(replica.leaderContactMs + replica.electionTimeoutMs, replica.holdOffUntilMs))
+      const probeMs = nextProbeMs(replica)
+      if (probeMs !== null) at(probeMs)
       break
+    }
     case "precandidate":
-      if (replica.prevote !== null) at(replica.prevote.startedMs + replica.electionTimeoutMs)
+      if (replica.prevote !== null) {
+        at(replica.prevote.startedMs + replica.electionTimeoutMs)
+        at(replica.prevote.sentMs + config.heartbeatIntervalMs)
+      }
       break
     case "candidate":
       if (replica.candidacy !== null) at(replica.candidacy.startedMs + replica.electionTimeoutMs)
@@ -194,6 +209,8 @@ export const step = <S, C, E, Err>(replica: Replica<S, C, E, Err>, input: Input<
       return onPropose(replica, input)
     case "Flush":
       return flushLeader(replica)
+    case "Unreachable":
+      return onUnreachable(replica, input.server)
   }
 }
 

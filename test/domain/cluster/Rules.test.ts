@@ -15,6 +15,7 @@ import {
   addressOf,
   app,
   config,
+  dropsOf,
   electLeader,
   entries,
   group,
@@ -307,15 +308,88 @@ describe("Failure detection (DESIGN §5: failure timeout plus a random 0–150 m
   it("random 0: the election starts exactly at the failure timeout (300 ms), not before", () => {
     const follower = followerWith(() => 0)
     receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
-    expect(tags(tick(follower, heartbeatAt + 299))).toEqual([])
+    // Silent since the heartbeat: it probes its leader, and waits for the timeout.
+    expect(tags(tick(follower, heartbeatAt + 299))).toEqual(["Probe"])
     expect(tags(tick(follower, heartbeatAt + 300))).toEqual(["RoleChanged", "Broadcast:Election"])
   })
 
   it("random 0.999: the election starts before 450 ms (at 449 ms), not before", () => {
     const follower = followerWith(() => 0.999)
     receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
-    expect(tags(tick(follower, heartbeatAt + 448))).toEqual([])
+    expect(tags(tick(follower, heartbeatAt + 448))).toEqual(["Probe"])
     expect(tags(tick(follower, heartbeatAt + 449))).toEqual(["RoleChanged", "Broadcast:Election"])
+  })
+
+  it("a silent leader is probed after two heartbeat intervals, then once per interval, never while it is heard", () => {
+    const follower = followerWith(() => 0.999)
+    receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
+    const probesAt: Array<number> = []
+    for (let ms = heartbeatAt + 1; ms < heartbeatAt + 449; ms += 1) {
+      for (const output of tick(follower, ms)) {
+        if (output._tag === "Probe") {
+          expect(output.server).toBe("s1")
+          expect(output.address).toEqual(addressOf("s1"))
+          probesAt.push(ms - heartbeatAt)
+        }
+      }
+      // Heard again at +120: the next probe waits for two intervals of silence from then.
+      if (ms === heartbeatAt + 120)
+        receive(follower, "s1", 1, { _tag: "Heartbeat", round: 2, commitSeq: 1 }, ms)
+    }
+    expect(probesAt).toEqual([100, 220, 270, 320, 370, 420])
+  })
+
+  it("Unreachable after a probe: the follower grants a pre-vote at once and stands within a heartbeat interval", () => {
+    const follower = followerWith(() => 0.5)
+    receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
+    expect(tags(tick(follower, heartbeatAt + 100))).toEqual(["Probe"])
+    // Before the answer, s3's pre-vote is refused: the leader was heard within the timeout.
+    const early = receive(follower, "s3", 1, {
+      _tag: "Election",
+      nextEpoch: 2,
+      rank: { lastEpoch: 1, lastSeq: 1 }
+    })
+    expect(dropsOf(early)).toEqual(["leader-alive"])
+    step(follower, { _tag: "Unreachable", server: sid("s1") }, heartbeatAt + 103)
+    takeReady(follower)
+    const granted = receive(follower, "s3", 1, {
+      _tag: "Election",
+      nextEpoch: 2,
+      rank: { lastEpoch: 1, lastSeq: 1 }
+    })
+    expect(sent(granted).map(({ to, body }) => [to, body._tag, "granted" in body && body.granted])).toEqual([
+      ["s3", "ElectionAnswer", true]
+    ])
+    // Its own pre-vote: 0.5 of a heartbeat interval (25 ms) after the answer, not 300 + 75 ms.
+    expect(tags(tick(follower, heartbeatAt + 127))).not.toContain("Broadcast:Election")
+    expect(tags(tick(follower, heartbeatAt + 128))).toEqual(["RoleChanged", "Broadcast:Election"])
+  })
+
+  it("Unreachable is ignored without a probe, for another server, and when the leader was heard since the probe", () => {
+    const follower = followerWith(() => 0)
+    receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
+    step(follower, { _tag: "Unreachable", server: sid("s1") }, heartbeatAt + 10)
+    expect(dropsOf(takeReady(follower))).toEqual(["leader-alive"])
+    tick(follower, heartbeatAt + 100)
+    step(follower, { _tag: "Unreachable", server: sid("s3") }, heartbeatAt + 101)
+    expect(dropsOf(takeReady(follower))).toEqual(["stale-answer"])
+    // The leader restarted on its port and was heard before the answer came back.
+    receive(follower, "s1", 1, { _tag: "Heartbeat", round: 2, commitSeq: 1 }, heartbeatAt + 102)
+    step(follower, { _tag: "Unreachable", server: sid("s1") }, heartbeatAt + 103)
+    expect(dropsOf(takeReady(follower))).toEqual(["leader-alive"])
+    expect(tags(tick(follower, heartbeatAt + 401))).not.toContain("Broadcast:Election")
+  })
+
+  it("a precandidate repeats its Election every heartbeat interval until its pre-vote times out", () => {
+    const follower = followerWith(() => 0)
+    receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
+    const electionsAt: Array<number> = []
+    for (let ms = heartbeatAt + 1; ms <= heartbeatAt + 600; ms += 1) {
+      if (tags(tick(follower, ms)).includes("Broadcast:Election")) electionsAt.push(ms - heartbeatAt)
+    }
+    // Started at 300; repeated at 350..550; backed off at 600 (pre-vote timeout 300 ms).
+    expect(electionsAt).toEqual([300, 350, 400, 450, 500, 550])
+    expect(follower.role).toBe("follower")
   })
 
   it("the election starts at 300 + random()·150 ms after the last heartbeat, never outside [300, 450)", () => {
