@@ -184,7 +184,8 @@ export interface SimAttachOptions {
   readonly listenDiscovery: boolean
   /**
    * Called when a datagram arrives, with its bytes (read-only, maybe shared), its source
-   * address and the time. Plain code: it must not block (nothing waits on one receiver).
+   * address and the time. Plain code that must neither block (nothing waits on one receiver)
+   * nor throw (it runs in the simulation's driver).
    */
   readonly receive: (bytes: Uint8Array, source: Address, nowMs: number) => SimReceipt
 }

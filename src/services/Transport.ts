@@ -56,7 +56,8 @@ export interface TransportShape {
    * Whether nothing listens at `to` any more: true when its host answers that the port is
    * closed (ICMP port unreachable: the process is gone, the host is up) within
    * `ProbeWaitMs`; false otherwise, a live peer and a host that is down or cut off alike.
-   * Sends one empty datagram, which a live peer drops and counts as "probe".
+   * On UDP it sends one empty datagram, which a live peer drops and counts as "probe"; the
+   * simulated network answers from its model of the hosts.
    */
   readonly probe: (to: Address) => Effect.Effect<boolean>
 }
