@@ -219,31 +219,20 @@ export const makeCluster = <S, C, E, Err>(
     const persist = (ops: Array<StoreOp>) =>
       ops.length === 0 ? Effect.void : Effect.orDie(store.write(ops.splice(0, ops.length)))
 
-    /**
-     * Handles the replica's outputs: persist, then send, then hand back. A checkpoint the replica
-     * took is written after the sends: it compacts entries the store already holds, commutes with
-     * every other write but a reset, and its encoding would hold back the batch's heartbeats and
-     * acks by as long as it takes (hundreds of ms with a large state).
-     */
+    /** Handles the replica's outputs: persist, then send, then hand back. */
     const handleReady = Effect.gen(function* () {
       const ops: Array<StoreOp> = []
-      const taken: Array<StoreOp> = []
       const sends: Array<Output<S, E, Err>> = []
       const rest: Array<Output<S, E, Err>> = []
       let outputs = takeReady(replica)
       while (outputs.length > 0) {
         for (const output of outputs) {
           switch (output._tag) {
-            case "Checkpoint":
-              if (output.taken) taken.push(output)
-              else ops.push(output)
-              break
-            case "ResetStore":
-              ops.push(...taken.splice(0, taken.length), output)
-              break
             case "Append":
             case "Truncate":
             case "PersistHardState":
+            case "Checkpoint":
+            case "ResetStore":
               ops.push(output)
               break
             case "Send":
@@ -267,7 +256,6 @@ export const makeCluster = <S, C, E, Err>(
           yield* transport.broadcast(output.message).pipe(Effect.catchAll(logSendError))
         }
       }
-      yield* persist(taken)
       for (const output of rest) yield* handBack(output)
     })
 
@@ -347,14 +335,8 @@ export const makeCluster = <S, C, E, Err>(
       const first = yield* Queue.take(inbox)
       const more = yield* Queue.takeUpTo(inbox, BatchInputsMax - 1)
       const now = yield* Clock.currentTimeMillis
-      // Timers fire after the batch's other inputs: a server that stalled (a checkpoint, a GC
-      // pause) judges its peers by what they sent meanwhile, not by its own silence.
-      let ticked = false
-      for (const input of [first, ...more]) {
-        if (input._tag === "Tick") ticked = true
-        else step(replica, input, now)
-      }
-      if (ticked) step(replica, { _tag: "Tick" }, now)
+      step(replica, first, now)
+      for (const input of more) step(replica, input, now)
       step(replica, { _tag: "Flush" }, now)
       yield* handleReady
     })

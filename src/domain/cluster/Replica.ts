@@ -77,12 +77,8 @@ export type Output<S, E, Err> =
       readonly leader: ServerId | null
       readonly epoch: Epoch
     }
-  /**
-   * Keep this checkpoint and drop the log up to its seq. `taken`: of entries this store already
-   * holds, so no message depends on it; false: installed from a leader's snapshot, which the
-   * entries after it build on.
-   */
-  | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint; readonly taken: boolean }
+  /** Keep this checkpoint and drop the log up to its seq (taken, or installed from a leader's snapshot). */
+  | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint }
   /** Wipe the store: it belongs to a group that no longer exists (decided by a leader's answer). */
   | { readonly _tag: "ResetStore"; readonly hard: HardState }
   | { readonly _tag: "Note"; readonly level: "debug" | "info" | "warning"; readonly message: string }

@@ -13,7 +13,6 @@ import type { Epoch, Seq } from "../Ids.js"
 import { digestOf } from "./Digest.js"
 import type { Member } from "./Entry.js"
 import { isMembershipChange } from "./Entry.js"
-import { sendHeartbeats } from "./Leadership.js"
 import { applyMembershipEntry, type Membership } from "./Membership.js"
 import {
   dropped,
@@ -54,9 +53,6 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
   const epoch = replica.log.epochAt(seq)
   if (epoch === undefined) throw new Error(`invariant: applied entry ${seq} missing from the log`)
   const membership = membershipAt(replica, seq)
-  // Encoding and writing a large state stalls the server for a while: a leader's followers
-  // hear from it right before, so a stall shorter than the failure timeout costs no election.
-  if (replica.role === "leader") sendHeartbeats(replica)
   const state = replica.machine.encodeState(replica.app)
   replica.log.compactTo(seq, epoch)
   replica.base = { membership, app: replica.app }
@@ -64,8 +60,7 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
   replica.lastCheckpointMs = replica.nowMs
   emit(replica, {
     _tag: "Checkpoint",
-    checkpoint: { seq, epoch, members: membership.members, membershipSeq: membership.seq, state },
-    taken: true
+    checkpoint: { seq, epoch, members: membership.members, membershipSeq: membership.seq, state }
   })
 }
 
@@ -266,8 +261,7 @@ const install = <S, C, E, Err>(
   setMembership(replica, membershipAt(replica, log.lastSeq))
   emit(replica, {
     _tag: "Checkpoint",
-    checkpoint: { seq, epoch, members: body.members, membershipSeq: body.membershipSeq, state: body.state },
-    taken: false
+    checkpoint: { seq, epoch, members: body.members, membershipSeq: body.membershipSeq, state: body.state }
   })
   persistHardState(replica)
   note(replica, "info", `installed snapshot at ${seq} (${text.length} chars)`)

@@ -271,35 +271,6 @@ describe("Election (DESIGN §5, Election phases 1 and 2: what a candidate stores
   })
 })
 
-describe("Checkpoints (DESIGN §5)", () => {
-  it("a leader taking a checkpoint sends its followers a heartbeat first: the stall that follows costs no election", () => {
-    const leader = electLeader(["s1", "s2", "s3"])
-    const heartbeatsAt = (outputs: ReadonlyArray<TestOutput>) =>
-      outputs.flatMap((output, index) =>
-        output._tag === "Send" && output.message.body._tag === "Heartbeat" ? [index] : []
-      )
-    const ack = (nowMs: number) =>
-      receive(
-        leader,
-        "s2",
-        leader.epoch,
-        { _tag: "HeartbeatAck", round: leader.lead?.heartbeatRound ?? 0, matchSeq: leader.commitSeq },
-        nowMs
-      )
-    ack(59_990)
-    tick(leader, 59_990)
-    ack(60_000)
-    // No heartbeat is due at 60,000 (the last went out at 59,990); the 60 s checkpoint is.
-    const outputs = tick(leader, 60_000)
-    expect(leader.role).toBe("leader")
-    const checkpointAt = outputs.findIndex((output) => output._tag === "Checkpoint")
-    expect(checkpointAt).toBeGreaterThan(0)
-    expect(outputs[checkpointAt]).toMatchObject({ _tag: "Checkpoint", taken: true })
-    expect(heartbeatsAt(outputs)).toHaveLength(2)
-    expect(heartbeatsAt(outputs).every((index) => index < checkpointAt)).toBe(true)
-  })
-})
-
 describe("Failure detection (DESIGN §5: failure timeout plus a random 0–150 ms from the seeded Random)", () => {
   const jittered: ClusterConfig = { ...config, failureJitterMs: 150 }
 
