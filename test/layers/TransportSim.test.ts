@@ -14,6 +14,7 @@ import {
   type SimTransportOptions
 } from "../../src/layers/TransportSim.js"
 import { type Incoming, type Outgoing, Transport, type TransportShape } from "../../src/services/Transport.js"
+import { heartbeatAllToAll } from "../support/Heartbeating.js"
 
 const clusterKey = Redacted.make("test cluster key")
 
@@ -747,25 +748,7 @@ describe("SimNetwork: speed", () => {
         Array.from({ length: count }, (_, index) => `s${index + 1}`),
         (name) => node(name, { clusterKey })
       )
-      for (const from of nodes) {
-        const peers = nodes.filter((peer) => peer !== from)
-        let round = 0
-        yield* Effect.forkScoped(
-          Effect.forever(
-            Effect.zipRight(
-              Effect.sleep("50 millis"),
-              Effect.suspend(() => {
-                round += 1
-                return Effect.forEach(
-                  peers,
-                  (peer) => from.transport.send(peer.transport.address, heartbeat(round)),
-                  { discard: true }
-                )
-              })
-            )
-          )
-        )
-      }
+      yield* heartbeatAllToAll(nodes.map((test) => test.transport))
       yield* Effect.sleep(simulatedMs)
       return {
         received: nodes.reduce((sum, test) => sum + test.got.length, 0),

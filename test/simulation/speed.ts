@@ -15,6 +15,7 @@ import { Incarnation, ServerId } from "../../src/domain/Ids.js"
 import { simulate } from "../../src/layers/SimRuntime.js"
 import { makeSim, SimNetwork } from "../../src/layers/TransportSim.js"
 import { counter } from "../support/Counter.js"
+import { heartbeatAllToAll } from "../support/Heartbeating.js"
 import { makeSimCluster } from "./SimCluster.js"
 
 const optionOf = (name: string, fallback: number): number => {
@@ -45,22 +46,7 @@ const heartbeating = (count: number, keyed: boolean) =>
           (transport) => Effect.forkScoped(Stream.runDrain(transport.incoming))
         )
     )
-    for (const from of nodes) {
-      let round = 0
-      const peers = nodes.filter((peer) => peer !== from)
-      yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.zipRight(
-            Effect.sleep("50 millis"),
-            Effect.suspend(() => {
-              round += 1
-              const beat = { body: { _tag: "Heartbeat", round, commitSeq: 0 }, epoch: 1 } as const
-              return Effect.forEach(peers, (peer) => from.send(peer.address, beat), { discard: true })
-            })
-          )
-        )
-      )
-    }
+    yield* heartbeatAllToAll(nodes)
     yield* Effect.sleep(simulatedMs)
   })
 
