@@ -460,25 +460,24 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
     const probe = (to: Address): Effect.Effect<boolean> =>
       Effect.async<boolean>((resume) => {
         const socket = Dgram.createSocket(to.host.includes(":") ? "udp6" : "udp4")
-        let settled = false
-        const settle = (gone: boolean): void => {
-          if (settled) return
-          settled = true
+        let open = true
+        /** Closes the socket once; false if it already was (answered, timed out or interrupted). */
+        const close = (): boolean => {
+          if (!open) return false
+          open = false
           clearTimeout(timer)
           socket.close()
-          resume(Effect.succeed(gone))
+          return true
+        }
+        const settle = (gone: boolean): void => {
+          if (close()) resume(Effect.succeed(gone))
         }
         const timer = setTimeout(() => settle(false), ProbeWaitMs)
         socket.on("error", (error) => settle(errorCode(error) === "ECONNREFUSED"))
         socket.bind({ address: bindAddress, port: 0 }, () =>
           socket.connect(to.port, to.host, () => socket.send(new Uint8Array(0)))
         )
-        return Effect.sync(() => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          socket.close()
-        })
+        return Effect.sync(() => void close())
       })
 
     yield* Effect.logDebug("udp transport open").pipe(
