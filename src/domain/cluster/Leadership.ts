@@ -38,6 +38,7 @@ const newProgress = <S, C, E, Err>(replica: Replica<S, C, E, Err>, member: Membe
   matchSeq: 0,
   nextSeq: replica.log.lastSeq + 1,
   inflight: [],
+  probeSeq: null,
   heardMs: replica.nowMs,
   ackedRound: 0,
   snapshot: null
@@ -165,7 +166,7 @@ export const leaderTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void =
     const oldest = progress.inflight[0]
     if (oldest !== undefined && now - oldest.sentMs >= config.retransmitTimeoutMs) {
       progress.inflight = []
-      progress.nextSeq = progress.matchSeq + 1
+      progress.nextSeq = progress.probeSeq ?? progress.matchSeq + 1
       sendReplication(replica, progress)
     }
   }

@@ -133,6 +133,12 @@ export interface Progress {
   nextSeq: Seq
   /** Last seq of each batch in flight, with when it was sent. */
   inflight: Array<{ readonly lastSeq: Seq; readonly sentMs: number }>
+  /**
+   * After a rejection: the seq its one probe batch starts at, until an answer shows where the
+   * logs match (etcd's probe state). Every batch of a window is rejected, and each rejection
+   * refilling the window would multiply the batches.
+   */
+  probeSeq: Seq | null
   /** Last time any message came from it (removal, step-down). */
   heardMs: number
   /** The highest heartbeat round it acknowledged (read confirmation). */

@@ -212,18 +212,18 @@ export const resolveCommitWaiters = <S, C, E, Err>(replica: Replica<S, C, E, Err
 // ---------------------------------------------------------------------------
 // Leader side
 
-/** Fills the follower's window with batches from its next seq on. */
+/** Fills the follower's window (one batch while probing) with batches from its next seq on. */
 export const sendReplication = <S, C, E, Err>(replica: Replica<S, C, E, Err>, progress: Progress): void => {
   const log = replica.log
-  const config = replica.config
-  while (progress.inflight.length < config.windowBatches && progress.nextSeq <= log.lastSeq) {
+  const window = progress.probeSeq === null ? replica.config.windowBatches : 1
+  while (progress.inflight.length < window && progress.nextSeq <= log.lastSeq) {
     if (progress.nextSeq <= log.startSeq) {
       // The follower needs entries this log no longer holds: it gets the snapshot first.
       return sendSnapshot(replica, progress)
     }
     const prevSeq = progress.nextSeq - 1
     const prevEpoch = log.epochAt(prevSeq) ?? 0
-    const entries = log.slice(progress.nextSeq, config.batchBytesMax, ReplicateEntriesMax)
+    const entries = log.slice(progress.nextSeq, replica.config.batchBytesMax, ReplicateEntriesMax)
     const last = entries.at(-1)
     if (last === undefined) return
     sendToServer(replica, progress.member.id, {
@@ -247,6 +247,7 @@ export const onReplicateAck = <S, C, E, Err>(
   if (replica.role !== "leader" || progress === undefined) return dropped(replica, "not-leading")
   progress.heardMs = replica.nowMs
   if (body.success) {
+    progress.probeSeq = null
     if (body.matchSeq > progress.matchSeq) progress.matchSeq = Math.min(body.matchSeq, replica.log.lastSeq)
     progress.nextSeq = Math.max(progress.nextSeq, progress.matchSeq + 1)
     progress.inflight = progress.inflight.filter((batch) => batch.lastSeq > progress.matchSeq)
@@ -254,6 +255,11 @@ export const onReplicateAck = <S, C, E, Err>(
     advanceCommit(replica)
   } else {
     if (body.hintSeq < progress.matchSeq) return dropped(replica, "stale-ack")
+    // The same hint again (another batch of the window it rejected): the probe is on its way.
+    if (progress.probeSeq === body.hintSeq + 1 && progress.inflight.length > 0) {
+      return dropped(replica, "stale-ack")
+    }
+    progress.probeSeq = body.hintSeq + 1
     progress.nextSeq = body.hintSeq + 1
     progress.inflight = []
   }

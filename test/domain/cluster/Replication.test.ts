@@ -1,6 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { step, takeReady } from "../../../src/domain/cluster/Step.js"
-import { app, electLeader, entries, member, noop, receive, replicaOf, sent, tags } from "./harness.js"
+import {
+  app,
+  config,
+  dropsOf,
+  electLeader,
+  entries,
+  member,
+  noop,
+  receive,
+  replicaOf,
+  sent,
+  tags,
+  tick
+} from "./harness.js"
 
 const three = ["s1", "s2", "s3"].map((id) => member(id))
 
@@ -127,6 +140,55 @@ describe("Replication — log matching (DESIGN §5, Replication)", () => {
     })
     expect(follower.commitSeq).toBe(2)
     expect(follower.app).toBe(1)
+  })
+})
+
+describe("Replication — probing after a rejection (etcd's probe state)", () => {
+  /** s1 leads s1..s3 over ten entries of epoch 1, one entry per batch, four batches in flight at most. */
+  const leaderOfTen = () =>
+    electLeader(
+      ["s1", "s2", "s3"],
+      Array.from({ length: 10 }, (_, i) => [1, app(i + 1)] as const),
+      true,
+      { ...config, batchBytesMax: 1, windowBatches: 4 }
+    )
+  const replicates = (outputs: ReturnType<typeof receive>) =>
+    sent(outputs).flatMap(({ to, body }) =>
+      body._tag === "Replicate" ? [{ to, prevSeq: body.prevSeq }] : []
+    )
+  const refusal = { _tag: "ReplicateAck", success: false, matchSeq: 1, hintSeq: 1 } as const
+
+  it("answers a rejection with one batch from the hint, not a window", () => {
+    const leader = leaderOfTen()
+    expect(replicates(receive(leader, "s3", 2, refusal))).toEqual([{ to: "s3", prevSeq: 1 }])
+  })
+
+  it("drops the window's other rejections of the same hint while the probe is in flight", () => {
+    const leader = leaderOfTen()
+    receive(leader, "s3", 2, refusal)
+    const again = receive(leader, "s3", 2, refusal)
+    expect(replicates(again)).toEqual([])
+    expect(dropsOf(again)).toEqual(["stale-ack"])
+  })
+
+  it("a rejection with another hint moves the probe there", () => {
+    const leader = leaderOfTen()
+    receive(leader, "s3", 2, { ...refusal, hintSeq: 5 })
+    expect(replicates(receive(leader, "s3", 2, refusal))).toEqual([{ to: "s3", prevSeq: 1 }])
+  })
+
+  it("the probe's answer shows where the logs match: the window fills again", () => {
+    const leader = leaderOfTen()
+    receive(leader, "s3", 2, refusal)
+    const matched = receive(leader, "s3", 2, { _tag: "ReplicateAck", success: true, matchSeq: 2, hintSeq: 2 })
+    expect(replicates(matched).map((r) => r.prevSeq)).toEqual([2, 3, 4, 5])
+  })
+
+  it("a probe lost on the way is resent from where it started, once per retransmit timeout", () => {
+    const leader = leaderOfTen()
+    receive(leader, "s3", 2, refusal)
+    const resent = tick(leader, leader.nowMs + config.retransmitTimeoutMs)
+    expect(replicates(resent).filter((r) => r.to === "s3")).toEqual([{ to: "s3", prevSeq: 1 }])
   })
 })
 

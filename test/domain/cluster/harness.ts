@@ -130,7 +130,8 @@ export const dropsOf = (outputs: ReadonlyArray<TestOutput>): Array<string> =>
 export const electLeader = (
   ids: ReadonlyArray<string>,
   tail: ReadonlyArray<readonly [number, EntryBody]> = [],
-  commitNoop = true
+  commitNoop = true,
+  leaderConfig: ClusterConfig = config
 ): TestReplica => {
   const [leaderId = "s1", voterId = "s2"] = ids
   const replica = replicaOf({
@@ -138,7 +139,8 @@ export const electLeader = (
     log: entries(
       ids.map((id) => member(id)),
       tail
-    )
+    ),
+    config: leaderConfig
   })
   tick(replica, 1_000)
   const nextEpoch = replica.epoch + 1
