@@ -42,7 +42,7 @@ import {
   type Role
 } from "../domain/cluster/Replica.js"
 import type { StateMachine } from "../domain/cluster/StateMachine.js"
-import { makeReplica, nextTickDueMs, step, takeReady } from "../domain/cluster/Step.js"
+import { makeReplica, nextTickDueMs, step, stepBatch, takeReady } from "../domain/cluster/Step.js"
 import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import type { LeaderInfo } from "../domain/Messages.js"
@@ -219,20 +219,31 @@ export const makeCluster = <S, C, E, Err>(
     const persist = (ops: Array<StoreOp>) =>
       ops.length === 0 ? Effect.void : Effect.orDie(store.write(ops.splice(0, ops.length)))
 
-    /** Handles the replica's outputs: persist, then send, then hand back. */
+    /**
+     * Handles the replica's outputs: persist, then send, then hand back, then encode and write the
+     * checkpoints it took (they compact what the store holds, commute with every write but a
+     * reset, and would hold back the turn's heartbeats, acks and replies by as long as they take).
+     */
     const handleReady = Effect.gen(function* () {
       const ops: Array<StoreOp> = []
+      const taken: Array<Extract<Output<S, E, Err>, { _tag: "CheckpointTaken" }>> = []
       const sends: Array<Output<S, E, Err>> = []
       const rest: Array<Output<S, E, Err>> = []
       let outputs = takeReady(replica)
       while (outputs.length > 0) {
         for (const output of outputs) {
           switch (output._tag) {
+            case "CheckpointTaken":
+              taken.push(output)
+              break
+            case "ResetStore":
+              taken.length = 0
+              ops.push(output)
+              break
             case "Append":
             case "Truncate":
             case "PersistHardState":
             case "Checkpoint":
-            case "ResetStore":
               ops.push(output)
               break
             case "Send":
@@ -257,6 +268,12 @@ export const makeCluster = <S, C, E, Err>(
         }
       }
       for (const output of rest) yield* handBack(output)
+      yield* persist(
+        taken.map(({ at, app }) => ({
+          _tag: "Checkpoint",
+          checkpoint: { ...at, state: options.machine.encodeState(app) }
+        }))
+      )
     })
 
     const logSendError = (error: unknown) =>
@@ -331,13 +348,12 @@ export const makeCluster = <S, C, E, Err>(
         }
       })
 
+    const tickMaxMs = options.tickMaxMs ?? options.config.heartbeatIntervalMs
     const runBatch = Effect.gen(function* () {
       const first = yield* Queue.take(inbox)
       const more = yield* Queue.takeUpTo(inbox, BatchInputsMax - 1)
       const now = yield* Clock.currentTimeMillis
-      step(replica, first, now)
-      for (const input of more) step(replica, input, now)
-      step(replica, { _tag: "Flush" }, now)
+      stepBatch(replica, [first, ...more], now, tickMaxMs)
       yield* handleReady
     })
 
@@ -362,7 +378,6 @@ export const makeCluster = <S, C, E, Err>(
 
     // The timer input: woken at the replica's earliest timer rather than on a fixed beat, so an
     // idle server (and a simulated cluster) does little work between heartbeats.
-    const tickMaxMs = options.tickMaxMs ?? options.config.heartbeatIntervalMs
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.gen(function* () {

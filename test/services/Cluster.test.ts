@@ -4,6 +4,7 @@ import { defaultClusterConfig } from "../../src/domain/cluster/Config.js"
 import type { LogEntry } from "../../src/domain/cluster/Entry.js"
 import { SimNetwork } from "../../src/layers/TransportSim.js"
 import { makeCluster } from "../../src/services/Cluster.js"
+import { LogStore, type StoreOp } from "../../src/services/LogStore.js"
 import { runScenario } from "../simulation/run.js"
 import {
   committedPrefixViolations,
@@ -289,6 +290,65 @@ describe("Cluster — failover (DESIGN §1 promises 1–3)", () => {
     // No answer from a host that is down: the pre-vote waits for the failure timeout.
     expect(cutOff.afterMs).toBeGreaterThanOrEqual(300 - 50)
     expect(cutOff.afterMs).toBeLessThan(300 + 150 + 20)
+  })
+
+  /**
+   * Elections in a group of three whose stores take `delayMs(ops, nowMs)` to write each batch
+   * (holding up their replicas, as a long checkpoint or a frozen process does), over 100
+   * proposals 100 ms apart, checkpoints due every second; and each server's last checkpoint.
+   */
+  const electionsWithStalls = (delayMs: (ops: ReadonlyArray<StoreOp>, nowMs: number) => number) =>
+    runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* makeSimCluster({
+          ids: three,
+          machine: counter,
+          config: { expect: 3, failureJitterMs: 0, checkpointIntervalMs: 1_000 },
+          makeServer: (context) =>
+            Effect.flatMap(LogStore, (store) =>
+              makeCluster({ ...context, machine: counter }).pipe(
+                Effect.provideService(
+                  LogStore,
+                  LogStore.of({
+                    ...store,
+                    write: (ops) =>
+                      Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
+                        Effect.zipRight(Effect.sleep(delayMs(ops, nowMs)), store.write(ops))
+                      )
+                  })
+                )
+              )
+            )
+        })
+        yield* Effect.forEach(three, (id) => cluster.start(id), { discard: true })
+        yield* cluster.awaitLeader(10_000)
+        const electedBefore = cluster.roleEvents.filter((e) => e.role === "leader").length
+        for (let i = 1; i <= 100; i++) {
+          yield* cluster.propose(i)
+          yield* Effect.sleep(100)
+        }
+        return {
+          elections: cluster.roleEvents.filter((e) => e.role === "leader").length - electedBefore,
+          checkpoints: three.map((id) => cluster.store(id).checkpoint?.seq ?? 0)
+        }
+      })
+    )
+
+  it("checkpoints whose encoding and write stall a server for 270 ms cost no election", () => {
+    const result = electionsWithStalls((ops) => (ops.some((op) => op._tag === "Checkpoint") ? 270 : 0))
+    // Each server checkpointed (and stalled) about every second of the 10+ s run.
+    for (const seq of result.checkpoints) expect(seq).toBeGreaterThan(80)
+    expect(result.elections).toBe(0)
+  })
+
+  it("servers that all freeze at once for 400 ms, longer than the failure timeout, keep their leader", () => {
+    // The first write of each server from +5 s on waits until +5.4 s.
+    let freezeAt: number | null = null
+    const result = electionsWithStalls((_, nowMs) => {
+      freezeAt ??= nowMs + 5_000
+      return nowMs >= freezeAt && nowMs < freezeAt + 400 ? freezeAt + 400 - nowMs : 0
+    })
+    expect(result.elections).toBe(0)
   })
 
   it("a restarted follower does not depose the healthy leader, loses nothing and catches up", () => {

@@ -77,8 +77,18 @@ export type Output<S, E, Err> =
       readonly leader: ServerId | null
       readonly epoch: Epoch
     }
-  /** Keep this checkpoint and drop the log up to its seq (taken, or installed from a leader's snapshot). */
+  /**
+   * Keep this checkpoint, installed from a leader's snapshot, and drop the log up to its seq:
+   * the entries after it build on it, so it is written in order with them.
+   */
   | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint }
+  /**
+   * This server checkpointed its own committed state `app` (to be encoded with the machine's
+   * `encodeState`) at `at.seq`: drop the log up to there. It only compacts entries the store
+   * already holds, so nothing sent waits on it; with a large state its encoding and write take
+   * long (hundreds of ms), which is why the state comes unencoded: the I/O edge writes it last.
+   */
+  | { readonly _tag: "CheckpointTaken"; readonly at: Omit<Checkpoint, "state">; readonly app: S }
   /** Wipe the store: it belongs to a group that no longer exists (decided by a leader's answer). */
   | { readonly _tag: "ResetStore"; readonly hard: HardState }
   | { readonly _tag: "Note"; readonly level: "debug" | "info" | "warning"; readonly message: string }
@@ -212,6 +222,8 @@ export interface Replica<S, C, E, Err> {
   /** A higher-ranked voter refused us: wait for its Coordinator until then. */
   holdOffUntilMs: number
   nowMs: number
+  /** When its timers were next due as of its last turn (`stepBatch`): a turn far later ran late. */
+  timersDueMs: number
 
   membership: Membership
   /** The latest address of every server it heard from. */

@@ -53,14 +53,17 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
   const epoch = replica.log.epochAt(seq)
   if (epoch === undefined) throw new Error(`invariant: applied entry ${seq} missing from the log`)
   const membership = membershipAt(replica, seq)
-  const state = replica.machine.encodeState(replica.app)
   replica.log.compactTo(seq, epoch)
   replica.base = { membership, app: replica.app }
   replica.snapshotText = null
   replica.lastCheckpointMs = replica.nowMs
+  // Encoding and writing a large state stall the server: a leader's followers hear from it at
+  // the end of this turn, right before, so a stall shorter than the failure timeout is no election.
+  if (replica.lead !== null) replica.lead.heartbeatWanted = true
   emit(replica, {
-    _tag: "Checkpoint",
-    checkpoint: { seq, epoch, members: membership.members, membershipSeq: membership.seq, state }
+    _tag: "CheckpointTaken",
+    at: { seq, epoch, members: membership.members, membershipSeq: membership.seq },
+    app: replica.app
   })
 }
 

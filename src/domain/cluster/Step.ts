@@ -40,6 +40,7 @@ import {
   type HardState,
   type Input,
   type Meta,
+  note,
   type Output,
   type Replica,
   send,
@@ -111,6 +112,7 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     snapshotText: null,
     snapshotIn: null,
     lastCheckpointMs: options.nowMs,
+    timersDueMs: Number.POSITIVE_INFINITY,
     appliedSeq: log.startSeq,
     app: base.app,
     prevote: null,
@@ -212,6 +214,45 @@ export const step = <S, C, E, Err>(replica: Replica<S, C, E, Err>, input: Input<
     case "Unreachable":
       return onUnreachable(replica, input.server)
   }
+}
+
+/**
+ * Steps the inputs that arrived together as one turn of the server's loop: messages and
+ * proposals in order, then the timers once, then a flush. A server that stalled (a checkpoint,
+ * a GC pause, a suspended VM) judges its peers by the time it was listening, not by its own
+ * silence: what they sent meanwhile counts before its timers run, and the time its timers ran
+ * late is not counted as their silence. Otherwise a leader would find no ack within the
+ * failure timeout though the acks wait in its inbox, and servers that stalled together (they
+ * checkpoint at the same seq) would all time out on each other. `timerCapMs` is the longest
+ * the service lets the replica go without a timer input: a turn later than that past its
+ * earliest timer ran late.
+ */
+export const stepBatch = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  inputs: ReadonlyArray<Input<C>>,
+  nowMs: number,
+  timerCapMs: number
+): void => {
+  const lateMs = nowMs - replica.timersDueMs
+  if (lateMs > timerCapMs) overlookStall(replica, lateMs)
+  let ticked = false
+  for (const input of inputs) {
+    if (input._tag === "Tick") ticked = true
+    else step(replica, input, nowMs)
+  }
+  if (ticked) step(replica, { _tag: "Tick" }, nowMs)
+  step(replica, { _tag: "Flush" }, nowMs)
+  replica.timersDueMs = nextTickDueMs(replica, timerCapMs)
+}
+
+/** Moves the times it last heard its leader or followers on by `stallMs`, as if it had heard them at the stall's start. */
+const overlookStall = <S, C, E, Err>(replica: Replica<S, C, E, Err>, stallMs: number): void => {
+  replica.leaderContactMs += stallMs
+  if (replica.lead !== null)
+    for (const progress of replica.lead.progress.values()) progress.heardMs += stallMs
+  // A stall as long as the failure timeout would have cost an election: worth an operator's look.
+  const level = stallMs >= replica.config.failureTimeoutMs ? "warning" : "debug"
+  note(replica, level, `its timers ran ${stallMs} ms late: that silence is not counted against its peers`)
 }
 
 const tick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {

@@ -9,7 +9,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { type ClusterConfig, defaultClusterConfig } from "../../../src/domain/cluster/Config.js"
 import type { LogEntry, Member } from "../../../src/domain/cluster/Entry.js"
 import { MemoryLog } from "../../../src/domain/cluster/Log.js"
-import { makeReplica, step, takeReady } from "../../../src/domain/cluster/Step.js"
+import type { Input } from "../../../src/domain/cluster/Replica.js"
+import { makeReplica, step, stepBatch, takeReady } from "../../../src/domain/cluster/Step.js"
 import { counter } from "../../support/Counter.js"
 import {
   addressOf,
@@ -268,6 +269,76 @@ describe("Election (DESIGN §5, Election phases 1 and 2: what a candidate stores
     ])
     expect(candidate.epoch).toBe(2)
     expect(candidate.vote).toBe("s1")
+  })
+})
+
+describe("A turn of inputs that arrived together (stepBatch)", () => {
+  /** s1 leads s1..s3 and last heard s2 and s3 at 2 000 ms; then it stalls for 400 ms. */
+  const stalledLeader = (): TestReplica => {
+    const leader = electLeader(["s1", "s2", "s3"])
+    replicateAck(leader, "s2", leader.log.lastSeq, 2_000)
+    replicateAck(leader, "s3", leader.log.lastSeq, 2_000)
+    takeReady(leader)
+    return leader
+  }
+  /** The ack s2 sent during the stall, waiting in the leader's inbox with its timer. */
+  const ackFromS2 = (leader: TestReplica): Input<number> => ({
+    _tag: "Receive",
+    body: { _tag: "ReplicateAck", success: true, matchSeq: leader.log.lastSeq, hintSeq: leader.log.lastSeq },
+    meta: {
+      from: { role: "server", id: sid("s2"), incarnation: inc("s2"), port: 7000 },
+      group,
+      epoch: leader.epoch
+    },
+    source: addressOf("s2")
+  })
+
+  it("runs the timers after the messages: a leader that stalled past the failure timeout stays leader", () => {
+    const leader = stalledLeader()
+    stepBatch(leader, [{ _tag: "Tick" }, ackFromS2(leader)], 2_400, config.heartbeatIntervalMs)
+    expect(leader.role).toBe("leader")
+    expect(tags(takeReady(leader))).not.toContain("RoleChanged")
+  })
+
+  it("the same inputs stepped in arrival order make it step down (what the batch order prevents)", () => {
+    const leader = stalledLeader()
+    step(leader, { _tag: "Tick" }, 2_400)
+    expect(leader.role).toBe("follower")
+  })
+
+  it("does not count the time its timers ran late (it stalled) as its followers' silence", () => {
+    const leader = stalledLeader()
+    stepBatch(leader, [{ _tag: "Tick" }], 2_000, config.heartbeatIntervalMs)
+    takeReady(leader)
+    // Next due within a heartbeat interval; the turn comes 400 ms later, with nothing heard.
+    stepBatch(leader, [{ _tag: "Tick" }], 2_400, config.heartbeatIntervalMs)
+    expect(leader.role).toBe("leader")
+    const outputs = takeReady(leader)
+    expect(outputs).toContainEqual({
+      _tag: "Note",
+      level: "warning",
+      message: "its timers ran 350 ms late: that silence is not counted against its peers"
+    })
+    expect(sent(outputs).filter((send) => send.body._tag === "Heartbeat")).toHaveLength(2)
+  })
+
+  it("a leader whose turns came on time counts the same silence and steps down", () => {
+    const leader = stalledLeader()
+    for (let nowMs = 2_000; nowMs <= 2_300; nowMs += 50)
+      stepBatch(leader, [{ _tag: "Tick" }], nowMs, config.heartbeatIntervalMs)
+    expect(leader.role).toBe("follower")
+  })
+
+  it("ticks once however many timer inputs the turn holds", () => {
+    const leader = stalledLeader()
+    stepBatch(
+      leader,
+      [{ _tag: "Tick" }, { _tag: "Tick" }, ackFromS2(leader)],
+      2_040,
+      config.heartbeatIntervalMs
+    )
+    const heartbeats = sent(takeReady(leader)).filter((send) => send.body._tag === "Heartbeat")
+    expect(heartbeats.map((send) => send.to)).toEqual(["s2", "s3"])
   })
 })
 
