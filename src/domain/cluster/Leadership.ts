@@ -130,6 +130,14 @@ export const stepDown = <S, C, E, Err>(replica: Replica<S, C, E, Err>, reason: s
 export const sendHeartbeats = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
   const lead = replica.lead
   if (lead === null) return
+  sendHeartbeatRound(replica, lead)
+  afterCommit(replica)
+}
+
+const sendHeartbeatRound = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  lead: LeaderState<S, C, Err>
+): void => {
   lead.heartbeatRound += 1
   lead.nextHeartbeatMs = replica.nowMs + replica.config.heartbeatIntervalMs
   lead.heartbeatWanted = false
@@ -140,7 +148,6 @@ export const sendHeartbeats = <S, C, E, Err>(replica: Replica<S, C, E, Err>): vo
       commitSeq: replica.commitSeq
     })
   }
-  afterCommit(replica)
 }
 
 export const leaderTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
@@ -326,7 +333,11 @@ const maintainMembership = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void 
 
 /** A committed GroupDissolved: this group accepts nothing more; its servers go and join the other. */
 export const onGroupDissolved = <S, C, E, Err>(replica: Replica<S, C, E, Err>, into: GroupId): void => {
-  if (replica.lead !== null) stepDown(replica, `group dissolved into ${into}`)
+  if (replica.lead !== null) {
+    // Its followers learn of the commit from this round; without it they would wait for a leader that left.
+    sendHeartbeatRound(replica, replica.lead)
+    stepDown(replica, `group dissolved into ${into}`)
+  }
   note(replica, "warning", `group ${replica.group} dissolved into ${into}: joining it`)
   replica.join = { target: null, dissolvedInto: into, nextRequestMs: replica.nowMs, unanswered: 0 }
   setRole(replica, "joining", null)

@@ -8,9 +8,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { type ClusterConfig, defaultClusterConfig } from "../../../src/domain/cluster/Config.js"
 import type { LogEntry, Member } from "../../../src/domain/cluster/Entry.js"
+import { appendEntry } from "../../../src/domain/cluster/Leadership.js"
 import { MemoryLog } from "../../../src/domain/cluster/Log.js"
 import type { Input } from "../../../src/domain/cluster/Replica.js"
 import { makeReplica, step, stepBatch, takeReady } from "../../../src/domain/cluster/Step.js"
+import type { GroupId } from "../../../src/domain/Ids.js"
 import { counter } from "../../support/Counter.js"
 import {
   addressOf,
@@ -471,5 +473,27 @@ describe("Failure detection (DESIGN §5: failure timeout plus a random 0–150 m
       expect(delay).toBeGreaterThanOrEqual(300)
       expect(delay).toBeLessThan(450)
     }
+  })
+})
+
+describe("A group that dissolves (DESIGN §5, Bootstrap: never two groups)", () => {
+  it("its leader sends the commit of GroupDissolved to every follower before it leaves", () => {
+    const leader = electLeader(["s1", "s2", "s3"])
+    appendEntry(leader, { _tag: "GroupDissolved", into: "g2" as GroupId })
+    const seq = leader.log.lastSeq
+    step(leader, { _tag: "Persisted", lastSeq: seq }, leader.nowMs)
+    takeReady(leader)
+    const outputs = receive(leader, "s2", leader.epoch, {
+      _tag: "ReplicateAck",
+      success: true,
+      matchSeq: seq,
+      hintSeq: seq
+    })
+    const heartbeats = sent(outputs).filter((send) => send.body._tag === "Heartbeat")
+    expect(heartbeats.map((send) => [send.to, send.body])).toEqual([
+      ["s2", { _tag: "Heartbeat", round: expect.any(Number), commitSeq: seq }],
+      ["s3", { _tag: "Heartbeat", round: expect.any(Number), commitSeq: seq }]
+    ])
+    expect(leader.role).toBe("joining")
   })
 })
