@@ -15,6 +15,7 @@ import type { Member } from "./Entry.js"
 import { isMembershipChange } from "./Entry.js"
 import { applyMembershipEntry, type Membership } from "./Membership.js"
 import {
+  drawCheckpointEvery,
   dropped,
   emit,
   note,
@@ -43,11 +44,10 @@ const membershipAt = <S, C, E, Err>(replica: Replica<S, C, E, Err>, seq: Seq): M
 
 /** Takes a checkpoint of the committed state if K entries or T ms went by since the last one. */
 export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
-  const config = replica.config
   const pending = replica.appliedSeq - replica.log.startSeq
+  const every = replica.checkpointEvery
   const due =
-    pending >= config.checkpointEntries ||
-    (pending > 0 && replica.nowMs - replica.lastCheckpointMs >= config.checkpointIntervalMs)
+    pending >= every.entries || (pending > 0 && replica.nowMs - replica.lastCheckpointMs >= every.ms)
   if (!due) return
   const seq = replica.appliedSeq
   const epoch = replica.log.epochAt(seq)
@@ -57,6 +57,7 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
   replica.base = { membership, app: replica.app }
   replica.snapshotText = null
   replica.lastCheckpointMs = replica.nowMs
+  replica.checkpointEvery = drawCheckpointEvery(replica)
   // Encoding and writing a large state stall the server: a leader's followers hear from it at
   // the end of this turn, right before, so a stall shorter than the failure timeout is no election.
   if (replica.lead !== null) replica.lead.heartbeatWanted = true

@@ -35,6 +35,7 @@ import { flushLeader, leaderTick, onPropose } from "./Leadership.js"
 import type { MemoryLog } from "./Log.js"
 import { findMember, type Membership, memberKey } from "./Membership.js"
 import {
+  drawCheckpointEvery,
   drawElectionTimeout,
   dropped,
   type HardState,
@@ -112,6 +113,7 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     snapshotText: null,
     snapshotIn: null,
     lastCheckpointMs: options.nowMs,
+    checkpointEvery: { entries: options.config.checkpointEntries, ms: options.config.checkpointIntervalMs },
     timersDueMs: Number.POSITIVE_INFINITY,
     appliedSeq: log.startSeq,
     app: base.app,
@@ -129,6 +131,7 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     ready: []
   }
   replica.electionTimeoutMs = drawElectionTimeout(replica)
+  replica.checkpointEvery = drawCheckpointEvery(replica)
   setMembership(replica, membershipFromLog(replica))
   replica.verifiedSeq = replica.commitSeq
   applyCommitted(replica)
@@ -147,7 +150,7 @@ export const nextTickDueMs = <S, C, E, Err>(replica: Replica<S, C, E, Err>, capM
   const at = (ms: number) => {
     if (ms < due) due = ms
   }
-  at(replica.lastCheckpointMs + config.checkpointIntervalMs)
+  at(replica.lastCheckpointMs + replica.checkpointEvery.ms)
   switch (replica.role) {
     case "bootstrapping":
       if (replica.bootstrap !== null) {

@@ -46,6 +46,8 @@ export interface ReplicaSetup {
   readonly hard?: Partial<HardState>
   readonly nowMs?: number
   readonly config?: ClusterConfig
+  /** Uniform [0, 1) for jitter and stretch; 0 unless told. */
+  readonly random?: () => number
 }
 
 export const replicaOf = (setup: ReplicaSetup): TestReplica => {
@@ -64,7 +66,7 @@ export const replicaOf = (setup: ReplicaSetup): TestReplica => {
     config: setup.config ?? config,
     id: sid(setup.id),
     selfAddress: addressOf(setup.id),
-    random: () => 0,
+    random: setup.random ?? (() => 0),
     hard,
     incarnation: hard.incarnation,
     log,

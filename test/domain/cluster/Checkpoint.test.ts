@@ -1,0 +1,67 @@
+import { describe, expect, it } from "@effect/vitest"
+import { nextTickDueMs } from "../../../src/domain/cluster/Step.js"
+import {
+  app,
+  config,
+  entries,
+  member,
+  receive,
+  replicaOf,
+  type TestOutput,
+  type TestReplica
+} from "./harness.js"
+
+const three = ["s1", "s2", "s3"].map((id) => member(id))
+const spaced = { ...config, checkpointEntries: 10, checkpointIntervalMs: 1_000 }
+
+/** Follower s2 of epoch 1, holding only the membership (seq 1). */
+const follower = (random: number): TestReplica =>
+  replicaOf({ id: "s2", log: entries(three, []), config: spaced, random: () => random })
+
+/** Its leader s1 replicates entry `seq` (adding seq − 1 to the counter) and commits it in the same message. */
+const replicateCommitted = (replica: TestReplica, seq: number) =>
+  receive(replica, "s1", 1, {
+    _tag: "Replicate",
+    prevSeq: seq - 1,
+    prevEpoch: 1,
+    entries: [{ epoch: 1, seq, body: app(seq - 1) }],
+    commitSeq: seq
+  })
+
+const taken = (outputs: ReadonlyArray<TestOutput>) =>
+  outputs.flatMap((output) => (output._tag === "CheckpointTaken" ? [output] : []))
+
+/** The seqs at which the follower checkpoints as its leader's commit seq moves up one at a time. */
+const checkpointSeqs = (replica: TestReplica): Array<number> =>
+  Array.from({ length: 29 }, (_, i) => taken(replicateCommitted(replica, i + 2))).flatMap((outputs) =>
+    outputs.map((output) => output.at.seq)
+  )
+
+describe("Checkpoints (DESIGN §5, Checkpoints and recovery)", () => {
+  it("are taken every checkpointEntries applied entries, stretched by the replica's draw", () => {
+    // A draw of 0 keeps the configured 10; 0.9 stretches it to 14.5, rounded up to 15.
+    expect(checkpointSeqs(follower(0))).toEqual([10, 20, 30])
+    expect(checkpointSeqs(follower(0.9))).toEqual([15, 30])
+  })
+
+  it("hand over the committed state unencoded and drop the log up to their seq", () => {
+    const replica = follower(0)
+    const outputs = Array.from({ length: 9 }, (_, i) => replicateCommitted(replica, i + 2)).flat()
+    expect(taken(outputs)).toEqual([
+      {
+        _tag: "CheckpointTaken",
+        at: { seq: 10, epoch: 1, members: three, membershipSeq: 1 },
+        app: 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9
+      }
+    ])
+    expect(replica.log.startSeq).toBe(10)
+  })
+
+  it("the time trigger is stretched too: the replica's next timer is the stretched interval", () => {
+    const replica = follower(0.9)
+    replicateCommitted(replica, 2)
+    // Nothing else due before it once the leader's timeout is pushed out of the way.
+    replica.leaderContactMs = Number.POSITIVE_INFINITY
+    expect(nextTickDueMs(replica, 10_000)).toBe(1_450)
+  })
+})
