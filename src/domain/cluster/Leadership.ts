@@ -19,7 +19,7 @@ import {
   note,
   type Progress,
   type Replica,
-  sendToServer,
+  sendHeartbeatRound,
   setMembership,
   setRole
 } from "./Replica.js"
@@ -132,22 +132,6 @@ export const sendHeartbeats = <S, C, E, Err>(replica: Replica<S, C, E, Err>): vo
   if (lead === null) return
   sendHeartbeatRound(replica, lead)
   afterCommit(replica)
-}
-
-const sendHeartbeatRound = <S, C, E, Err>(
-  replica: Replica<S, C, E, Err>,
-  lead: LeaderState<S, C, Err>
-): void => {
-  lead.heartbeatRound += 1
-  lead.nextHeartbeatMs = replica.nowMs + replica.config.heartbeatIntervalMs
-  lead.heartbeatWanted = false
-  for (const progress of lead.progress.values()) {
-    sendToServer(replica, progress.member.id, {
-      _tag: "Heartbeat",
-      round: lead.heartbeatRound,
-      commitSeq: replica.commitSeq
-    })
-  }
 }
 
 export const leaderTick = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {

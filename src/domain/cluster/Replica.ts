@@ -452,3 +452,20 @@ export const setMembership = <S, C, E, Err>(replica: Replica<S, C, E, Err>, memb
       replica.addresses.set(member.id, member.address)
   }
 }
+
+/** One heartbeat round to every follower, carrying the commit seq. */
+export const sendHeartbeatRound = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  lead: LeaderState<S, C, Err>
+): void => {
+  lead.heartbeatRound += 1
+  lead.nextHeartbeatMs = replica.nowMs + replica.config.heartbeatIntervalMs
+  lead.heartbeatWanted = false
+  for (const progress of lead.progress.values()) {
+    sendToServer(replica, progress.member.id, {
+      _tag: "Heartbeat",
+      round: lead.heartbeatRound,
+      commitSeq: replica.commitSeq
+    })
+  }
+}

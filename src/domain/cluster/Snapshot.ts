@@ -22,6 +22,7 @@ import {
   type Progress,
   persistHardState,
   type Replica,
+  sendHeartbeatRound,
   sendToServer,
   setMembership
 } from "./Replica.js"
@@ -58,9 +59,10 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
   replica.snapshotText = null
   replica.lastCheckpointMs = replica.nowMs
   replica.checkpointEvery = drawCheckpointEvery(replica)
-  // Encoding and writing a large state stall the server: a leader's followers hear from it at
-  // the end of this turn, right before, so a stall shorter than the failure timeout is no election.
-  if (replica.lead !== null) replica.lead.heartbeatWanted = true
+  // Encoding and writing a large state stall the server: a leader's followers hear from it right
+  // before (the service writes the checkpoint after the turn's sends), so a stall shorter than
+  // the failure timeout is no election.
+  if (replica.lead !== null) sendHeartbeatRound(replica, replica.lead)
   emit(replica, {
     _tag: "CheckpointTaken",
     at: { seq, epoch, members: membership.members, membershipSeq: membership.seq },

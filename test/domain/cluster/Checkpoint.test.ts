@@ -3,6 +3,7 @@ import { nextTickDueMs } from "../../../src/domain/cluster/Step.js"
 import {
   app,
   config,
+  electLeader,
   entries,
   member,
   receive,
@@ -63,5 +64,29 @@ describe("Checkpoints (DESIGN §5, Checkpoints and recovery)", () => {
     // Nothing else due before it once the leader's timeout is pushed out of the way.
     replica.leaderContactMs = Number.POSITIVE_INFINITY
     expect(nextTickDueMs(replica, 10_000)).toBe(1_450)
+  })
+
+  it("a leader sends its followers a heartbeat round right before it checkpoints", () => {
+    const leader = electLeader(
+      ["s1", "s2", "s3"],
+      Array.from({ length: 12 }, (_, i) => [1, app(i + 1)] as const),
+      false,
+      spaced
+    )
+    const seq = leader.log.lastSeq
+    const outputs = receive(leader, "s2", leader.epoch, {
+      _tag: "ReplicateAck",
+      success: true,
+      matchSeq: seq,
+      hintSeq: seq
+    })
+    const order = outputs.flatMap((output) =>
+      output._tag === "CheckpointTaken"
+        ? [`checkpoint ${output.at.seq}`]
+        : output._tag === "Send" && output.message.body._tag === "Heartbeat"
+          ? [`heartbeat to ${output.to.host}`]
+          : []
+    )
+    expect(order).toEqual(["heartbeat to host-s2", "heartbeat to host-s3", `checkpoint ${seq}`])
   })
 })
