@@ -17,7 +17,7 @@
 import { HashMap, Option, Schema } from "effect"
 import { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
-import { ChunkOfPlain, HashMapByNumber } from "./Codecs.js"
+import { ChunkOfPlain, EncodedOnce, HashMapByNumber } from "./Codecs.js"
 import { AuctionEvent, BidderAmounts } from "./Events.js"
 import { CancelReason } from "./Phase.js"
 import { Index, Item, MinBidders, Rounds, TimeMs, TimeoutMs } from "./Rules.js"
@@ -101,7 +101,7 @@ const StateFields = Schema.Struct({
   /** The id the next `CreateAuction` gets: every replica assigns the same. */
   nextAuctionId: AuctionId,
   open: HashMapByNumber(AuctionId, OpenAuction),
-  history: HashMapByNumber(AuctionId, EndedAuction)
+  history: HashMapByNumber(AuctionId, EncodedOnce(EndedAuction))
 })
 
 const consistent = (state: typeof StateFields.Type): string | true => {

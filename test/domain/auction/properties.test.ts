@@ -10,6 +10,7 @@ import {
   AuctionEvents,
   type AuctionsState,
   decodeState,
+  EndedAuction,
   encodeState,
   evolveAll,
   initialState,
@@ -237,6 +238,22 @@ describe("properties of decide and evolve", () => {
       expect(stateJson(decoded.right)).toBe(text)
       // The state's codec hands events out as they are (ChunkOfPlain): valid only while events need no transformation.
       expect(Schema.encodeSync(AuctionEvents)(log)).toStrictEqual(log)
+    },
+    options
+  )
+  it.prop(
+    "an ended auction is encoded once: later encodings reuse it and equal the schema's own",
+    [plans],
+    ([ps]) => {
+      const { state } = run(ps)
+      const first = encodeState(state)
+      const again = encodeState(state)
+      expect(JSON.stringify(again)).toBe(JSON.stringify(first))
+      const ended = [...HashMap.values(state.history)].sort((a, b) => a.auction - b.auction)
+      expect(first.history.map(([, encoded]) => encoded)).toStrictEqual(
+        ended.map((auction) => Schema.encodeSync(EndedAuction)(auction))
+      )
+      for (const [i, [, encoded]] of first.history.entries()) expect(again.history[i]?.[1]).toBe(encoded)
     },
     options
   )
