@@ -1,4 +1,5 @@
 /** `agora server`: one server of a group (DESIGN §7). */
+import { setFlagsFromString } from "node:v8"
 import { Command, Options } from "@effect/cli"
 import { Config, Effect, LogLevel, Option } from "effect"
 import { defaultClusterConfig } from "../domain/cluster/Config.js"
@@ -63,6 +64,13 @@ const options = {
   ...network
 }
 
+/**
+ * Between full collections V8 lets a busy server's heap grow to 3–4× its live data (a leader
+ * with 60 MB live reached 250 MB, and 617 MiB of RSS with 10,000 auctions). A server grows it
+ * by half instead: a full collection every few seconds under load, ~1 % of its CPU.
+ */
+const HeapGrowingPercent = 50
+
 export const serverCommand = Command.make("server", options, (o) =>
   Effect.gen(function* () {
     if (o.heartbeatInterval * 2 > o.failureTimeout) {
@@ -70,6 +78,7 @@ export const serverCommand = Command.make("server", options, (o) =>
         message: `--failure-timeout (${o.failureTimeout} ms) must be at least twice --heartbeat-interval (${o.heartbeatInterval} ms)`
       })
     }
+    yield* Effect.sync(() => setFlagsFromString(`--heap-growing-percent=${HeapGrowingPercent}`))
     yield* makeServer({
       id: Option.getOrUndefined(o.id) as ServerId | undefined,
       dataDir: o.dataDir,

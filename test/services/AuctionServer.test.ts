@@ -155,6 +155,33 @@ describe("Auction service on the cluster (DESIGN §3, §5)", () => {
     }
   })
 
+  it("after a failover a finished auction's retention starts again in full under the new leader, then it is purged", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* auctionCluster({ retentionMs: 3_000 })
+        const { auctioneer, bob, carol } = yield* auctionWithBidders
+        yield* auctioneer.request({ _tag: "Start", auction })
+        for (const round of [1, 2]) {
+          yield* bob.request({ _tag: "Bid", auction, round, amount: 20 })
+          yield* carol.request({ _tag: "Bid", auction, round, amount: 30 })
+        }
+        const retained = Effect.gen(function* () {
+          const leader = (yield* cluster.leaders)[0]?.id ?? ""
+          const state = yield* cluster.cluster(leader)?.read ?? Effect.die("no leader")
+          return HashMap.has(state.auctions.history, auction)
+        })
+        yield* Effect.sleep(1_000)
+        yield* cluster.crash((yield* cluster.leaders)[0]?.id ?? "none")
+        // Past the first leader's purge time (3 s after the close), within the new leader's.
+        yield* Effect.sleep(2_500)
+        const pastFirstRetention = yield* retained
+        yield* Effect.sleep(3_000)
+        return { pastFirstRetention, afterNewRetention: yield* retained }
+      })
+    )
+    expect(result).toStrictEqual({ pastFirstRetention: true, afterNewRetention: false })
+  })
+
   it("the leader killed mid-round: the round completes, no acknowledged bid is lost, the winner is right", () => {
     const result = runScenario(
       Effect.gen(function* () {
