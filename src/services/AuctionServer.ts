@@ -74,11 +74,6 @@ export interface AuctionServerConfig {
   readonly retentionMs: number
   /** Unacknowledged notifications are resent after this long. */
   readonly notifyResendMs: number
-  /**
-   * How long the notifier waits after a commit for more before it sends: the notices of
-   * commits this close together share a datagram per stream (and the client's one ack).
-   */
-  readonly notifyLingerMs: number
   /** The datagram limit: list pages are cut to fit it. */
   readonly maxDatagramBytes: number
 }
@@ -89,7 +84,6 @@ export const defaultAuctionServerConfig: AuctionServerConfig = {
   sessionTimeoutMs: 60_000,
   retentionMs: 5 * 60_000,
   notifyResendMs: 300,
-  notifyLingerMs: 5,
   maxDatagramBytes: 1_400
 }
 
@@ -528,13 +522,11 @@ export const makeAuctionServer = (
             if (stream.sent < length) Queue.unsafeOffer(dirty, `${stream.session}/${stream.auction}`)
           })
 
-        // The sender: streams with something new, after a linger for more of them.
+        // The sender: streams with something new.
         yield* Effect.forkScoped(
           Effect.forever(
             Effect.gen(function* () {
-              const first = yield* Queue.take(dirty)
-              if (config.notifyLingerMs > 0) yield* Effect.sleep(config.notifyLingerMs)
-              const keys = new Set([first, ...(yield* Queue.takeAll(dirty))])
+              const keys = new Set(yield* Queue.takeBetween(dirty, 1, 1_024))
               for (const key of keys) {
                 const stream = streams.get(key)
                 if (stream !== undefined) yield* flush(stream)

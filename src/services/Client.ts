@@ -31,8 +31,7 @@
  *   (no `Pong`, nor anything else) for `pingMissesMax` intervals, rediscover.
  * - Notifications: ordered, gap-free, duplicate-free per auction by the pure
  *   `ClientStreams` module; after a leader change every open auction is
- *   resubscribed from its first undelivered number. Acks are cumulative and
- *   wait `ackDelayMs` first, so notices that come close together share one.
+ *   resubscribed from its first undelivered number.
  *
  * Error model (what a caller can rely on):
  * - `request(op)` returns the server's `ReplyResult`, `Failed { code, message }`
@@ -224,11 +223,6 @@ export interface ClientOptions {
   readonly leaderChangesCapacity?: number | undefined
   /** Period of the notice timer (delivery after the consumer made room, gap re-asks). Default 250. */
   readonly noticeTickMs?: number | undefined
-  /**
-   * How long an acknowledgement waits before it is sent, so the notices that follow soon after
-   * share it (acks are cumulative per auction). Far below the leader's resend interval. Default 10.
-   */
-  readonly ackDelayMs?: number | undefined
   /** Bounds of the ordering buffers (see ClientStreams). */
   readonly streams?: Partial<StreamLimits> | undefined
 }
@@ -305,7 +299,6 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
       options.leaderChangesCapacity ?? 16
     )
     const noticeTickMs = yield* positiveInt("noticeTickMs", options.noticeTickMs ?? 250)
-    const ackDelayMs = yield* positiveInt("ackDelayMs", options.ackDelayMs ?? 10)
     const limits: StreamLimits = { ...streamLimitsDefault, ...definedLimits(options.streams) }
     yield* positiveInt("streams.windowMax", limits.windowMax)
     yield* positiveInt("streams.pendingMax", limits.pendingMax)
@@ -328,8 +321,6 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
     let heardMs = 0
     /** Owned by synchronous sections only (receive loop, tick, worker): never torn. */
     let streams: ClientStreams = emptyStreams
-    /** Acks waiting out `ackDelayMs`: the last delivered number per auction, and where to send it (null: the leader). */
-    const acksDue = new Map<AuctionId, { readonly seq: number; readonly to: Address | null }>()
 
     const jobs = yield* Queue.dropping<Job>(queueCapacity)
     /** Jobs whose caller waits: the queued ones and the one in flight (≤ queueCapacity + 1). */
@@ -337,7 +328,6 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
     // Sliding: only the newest kicks matter, and the receive loop must never wait on the worker.
     const kicks = yield* Queue.sliding<Kick>(16)
     const connectionKicks = yield* Queue.sliding<void>(1)
-    const ackKicks = yield* Queue.sliding<void>(1)
     const delivered = yield* Queue.bounded<DeliveredNotice>(noticesCapacity)
     const leaderEvents = yield* Queue.sliding<LeaderChange>(leaderChangesCapacity)
 
@@ -390,7 +380,7 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
       return [...acks.values(), ...subscribes.values()]
     }
 
-    /** Subscriptions go to the leader now; acks wait out `ackDelayMs`, then go to `ackTo` (the notifying server). */
+    /** Sends acks to `ackTo` (the notifying server) and subscriptions to the leader. */
     const sendStreamOutputs = (
       outputs: ReadonlyArray<StreamOutput>,
       ackTo: Address | null
@@ -404,11 +394,15 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
             const leaderAddress = current.leader?.address ?? null
             for (const output of outputs) {
               if (output._tag === "Ack") {
-                const due = acksDue.get(output.auction)
-                if (due === undefined || due.seq <= output.seq) {
-                  acksDue.set(output.auction, { seq: output.seq, to: ackTo })
-                }
-                ackKicks.unsafeOffer(undefined)
+                const to = ackTo ?? leaderAddress
+                if (to === null) continue
+                yield* send(to, {
+                  _tag: "NotifyAck",
+                  session: session.session,
+                  token: session.token,
+                  auction: output.auction,
+                  seq: output.seq
+                })
               } else if (output._tag === "Subscribe") {
                 const to = leaderAddress ?? ackTo
                 if (to === null) continue
@@ -422,30 +416,6 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
               }
             }
           })
-
-    /** Sends the acks due, once `ackDelayMs` after the first of them. */
-    const ackStep: Effect.Effect<void> = Effect.gen(function* () {
-      yield* Queue.take(ackKicks)
-      yield* Effect.sleep(ackDelayMs)
-      const current = yield* SubscriptionRef.get(conn)
-      const due = [...acksDue]
-      acksDue.clear()
-      const session = current.session
-      if (session === null) return
-      for (const [auction, { seq, to }] of due) {
-        const address = to ?? current.leader?.address ?? null
-        if (address === null) continue
-        yield* send(address, {
-          _tag: "NotifyAck",
-          session: session.session,
-          token: session.token,
-          auction,
-          seq
-        })
-      }
-    })
-
-    yield* Effect.forkScoped(loudly("acks", Effect.forever(ackStep)))
 
     // -- leader ------------------------------------------------------------------
 
@@ -608,7 +578,6 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
         if (!opened) return
         // A new session is a new participant: the old session's streams are not ours any more.
         streams = emptyStreams
-        acksDue.clear()
         yield* Effect.logInfo("registered").pipe(
           Effect.annotateLogs({ session: body.session, server: envelope.from.id })
         )
