@@ -117,16 +117,22 @@ describe("Auction service on the cluster (DESIGN §3, §5)", () => {
     })
   })
 
+  /** Auction 1 run to its close (carol wins with 60) on a cluster whose retention is 3 s. */
+  const closedWithRetention = Effect.gen(function* () {
+    const cluster = yield* auctionCluster({ retentionMs: 3_000 })
+    const { auctioneer, bob, carol } = yield* auctionWithBidders
+    yield* auctioneer.request({ _tag: "Start", auction })
+    for (const round of [1, 2]) {
+      yield* bob.request({ _tag: "Bid", auction, round, amount: 20 })
+      yield* carol.request({ _tag: "Bid", auction, round, amount: 30 })
+    }
+    return { cluster, carol }
+  })
+
   it("a finished auction is purged from the replicated state after its retention period, and every store keeps it for good", () => {
     const result = runScenario(
       Effect.gen(function* () {
-        const cluster = yield* auctionCluster({ retentionMs: 3_000 })
-        const { auctioneer, bob, carol } = yield* auctionWithBidders
-        yield* auctioneer.request({ _tag: "Start", auction })
-        for (const round of [1, 2]) {
-          yield* bob.request({ _tag: "Bid", auction, round, amount: 20 })
-          yield* carol.request({ _tag: "Bid", auction, round, amount: 30 })
-        }
+        const { cluster, carol } = yield* closedWithRetention
         yield* Effect.sleep(500)
         const listed = (yield* cluster.cluster((yield* cluster.leaders)[0]?.id ?? "")?.read ??
           Effect.die("no leader")).auctions
@@ -158,13 +164,7 @@ describe("Auction service on the cluster (DESIGN §3, §5)", () => {
   it("after a failover a finished auction's retention starts again in full under the new leader, then it is purged", () => {
     const result = runScenario(
       Effect.gen(function* () {
-        const cluster = yield* auctionCluster({ retentionMs: 3_000 })
-        const { auctioneer, bob, carol } = yield* auctionWithBidders
-        yield* auctioneer.request({ _tag: "Start", auction })
-        for (const round of [1, 2]) {
-          yield* bob.request({ _tag: "Bid", auction, round, amount: 20 })
-          yield* carol.request({ _tag: "Bid", auction, round, amount: 30 })
-        }
+        const { cluster } = yield* closedWithRetention
         const retained = Effect.gen(function* () {
           const leader = (yield* cluster.leaders)[0]?.id ?? ""
           const state = yield* cluster.cluster(leader)?.read ?? Effect.die("no leader")
