@@ -67,7 +67,8 @@ const options = {
 /**
  * Between full collections V8 lets a busy server's heap grow to 3–4× its live data (a leader
  * with 60 MB live reached 250 MB, and 617 MiB of RSS with 10,000 auctions). A server grows it
- * by half instead: a full collection every few seconds under load, ~1 % of its CPU.
+ * by half instead: a full collection every ~4 s under load (24 instead of 5 in a 95 s run), and
+ * ~1 % more of its time in the collector.
  */
 const HeapGrowingPercent = 50
 
