@@ -17,14 +17,15 @@
  * multi-row INSERTs; the client's tagged-template API costs ~30 µs a statement
  * (spans, compilation), five times the work SQLite does for a row.
  *
- * Tables (schema version 1). Read them with `sqlite3 DIR/agora.db`, e.g.
+ * Tables (schema version 2). Read them with `sqlite3 DIR/agora.db`, e.g.
  * `SELECT * FROM meta; SELECT * FROM hard_state;`
  * `SELECT seq, epoch, json_extract(body, '$._tag') FROM log ORDER BY seq DESC LIMIT 20;`
  * `SELECT seq, epoch, membership_seq, members, length(state) FROM checkpoint;`
  *
  *   meta        one row: the data dir's identity
  *     singleton       INTEGER PRIMARY KEY CHECK (singleton = 1)
- *     schema_version  INTEGER NOT NULL    1; any other version is refused
+ *     schema_version  INTEGER NOT NULL    2; a version 1 store is migrated (it gains
+ *                                         checkpoint_part), any other version is refused
  *     server_id       TEXT                the server this data dir belongs to (NULL until claimed)
  *     boot            INTEGER NOT NULL    raised at every open, before the server's first send
  *   hard_state  at most one row (none: a new store)
@@ -44,7 +45,12 @@
  *     epoch           INTEGER NOT NULL    the epoch of entry `seq`
  *     members         TEXT NOT NULL       JSON array of members as of `seq`
  *     membership_seq  INTEGER NOT NULL    the seq of the membership entry in force at `seq`
- *     state           TEXT NOT NULL       the state machine's state, JSON
+ *     state           TEXT NOT NULL       the root of the state machine's state, JSON
+ *   checkpoint_part  the rest of the checkpoint's state, by key (for Agora: one row per ended
+ *               auction, written once when a checkpoint first holds it, deleted with the first
+ *               checkpoint after its purge), so a checkpoint writes only what changed
+ *     key             TEXT PRIMARY KEY
+ *     value           TEXT NOT NULL       JSON
  *   auctions    every finished auction, kept for good (the replicated state purges them
  *               after a retention period); written as each server applies the close
  *     auction         INTEGER PRIMARY KEY
@@ -86,7 +92,7 @@ import {
 } from "../services/LogStore.js"
 
 /** The layout described above. Bump it (and migrate, or refuse) on any change. */
-export const SchemaVersion = 1
+export const SchemaVersion = 2
 
 /** The store's file name inside the data dir. */
 export const StoreFileName = "agora.db"
@@ -124,6 +130,10 @@ export const serverIdentity = (requestedId?: ServerId): Effect.Effect<ServerId, 
 // ---------------------------------------------------------------------------
 // SQL
 
+const createCheckpointPart = `CREATE TABLE checkpoint_part (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  )`
 const createTables = [
   `CREATE TABLE meta (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
@@ -152,6 +162,7 @@ const createTables = [
     membership_seq INTEGER NOT NULL,
     state TEXT NOT NULL
   )`,
+  createCheckpointPart,
   `CREATE TABLE auctions (
     auction INTEGER PRIMARY KEY,
     item TEXT NOT NULL,
@@ -166,12 +177,13 @@ const createTables = [
     created_at_ms INTEGER NOT NULL
   )`
 ]
-const tableNames = ["auctions", "checkpoint", "hard_state", "log", "meta"]
+const tableNames = ["auctions", "checkpoint", "checkpoint_part", "hard_state", "log", "meta"]
 
 const upsertHardState = `INSERT INTO hard_state (singleton, group_id, incarnation, epoch, vote, commit_seq)
   VALUES (1, ?, ?, ?, ?, ?)
   ON CONFLICT (singleton) DO UPDATE SET group_id = excluded.group_id, incarnation = excluded.incarnation,
     epoch = excluded.epoch, vote = excluded.vote, commit_seq = excluded.commit_seq`
+const upsertPart = "INSERT OR REPLACE INTO checkpoint_part (key, value) VALUES (?, ?)"
 const upsertCheckpoint = `INSERT INTO checkpoint (singleton, seq, epoch, members, membership_seq, state)
   VALUES (1, ?, ?, ?, ?, ?)
   ON CONFLICT (singleton) DO UPDATE SET seq = excluded.seq, epoch = excluded.epoch,
@@ -222,6 +234,9 @@ const decodeMeta = Schema.decodeUnknownEither(MetaRow)
 const decodeHardState = Schema.decodeUnknownEither(HardStateRow)
 const decodeLogRow = Schema.decodeUnknownEither(LogRow)
 const decodeCheckpoint = Schema.decodeUnknownEither(CheckpointRow)
+const decodePart = Schema.decodeUnknownEither(
+  Schema.Struct({ key: Schema.String, value: Schema.parseJson(Schema.Unknown) })
+)
 const encodeBody = Schema.encodeSync(EntryBody)
 
 // ---------------------------------------------------------------------------
@@ -275,6 +290,8 @@ const badRow = (file: string, what: string, error: ParseResult.ParseError): Stor
 interface Cursor {
   readonly startSeq: Seq
   readonly lastSeq: Seq
+  /** The checkpoint's parts as last written (or read), by key; null: not read, so rewrite them all. */
+  readonly parts: ReadonlyMap<string, unknown> | null
 }
 
 interface Db {
@@ -333,7 +350,12 @@ const ensureSchema = (db: Db, file: string): Effect.Effect<void, StoreError | Sq
       const row: { readonly schema_version?: unknown } | undefined = meta[0]
       if (meta.length !== 1 || row === undefined)
         return yield* notAgoraStore(file, `its meta table holds ${meta.length} rows, not 1`)
-      if (row.schema_version !== SchemaVersion)
+      if (row.schema_version === 1 && !tables.includes("checkpoint_part")) {
+        // Version 1 kept the whole state in the checkpoint row; that row still reads as a root.
+        yield* exec(db, createCheckpointPart)
+        yield* exec(db, "UPDATE meta SET schema_version = ?", [SchemaVersion])
+        tables.push("checkpoint_part")
+      } else if (row.schema_version !== SchemaVersion)
         return yield* notAgoraStore(
           file,
           `schema version ${String(row.schema_version)} is unknown to this build, which reads version ${SchemaVersion}`
@@ -350,7 +372,7 @@ const readCursor = (db: Db): Effect.Effect<Cursor, SqlError> =>
     const last = yield* exec(db, "SELECT MAX(seq) AS seq FROM log")
     const startSeq = Number((start[0] as { readonly seq?: unknown } | undefined)?.seq ?? 0)
     const lastSeq = Number((last[0] as { readonly seq?: unknown } | undefined)?.seq ?? startSeq)
-    return { startSeq, lastSeq: Math.max(startSeq, lastSeq) }
+    return { startSeq, lastSeq: Math.max(startSeq, lastSeq), parts: null }
   })
 
 /**
@@ -376,7 +398,7 @@ const connect = (options: SqliteStoreOptions, file: string, scope: Scope.Scope) 
         const sql = Context.get(context, SqliteClient.SqliteClient)
         // The store is the client's only user: it keeps the one connection for its whole life.
         const conn = yield* Scope.extend(sql.reserve, child)
-        const db: Db = { conn, cursor: { startSeq: 0, lastSeq: 0 } }
+        const db: Db = { conn, cursor: { startSeq: 0, lastSeq: 0, parts: null } }
         // Per connection, so set at every open, explicitly (better-sqlite3 is built with NORMAL for WAL).
         yield* exec(db, `PRAGMA synchronous = ${options.sync === "full" ? "FULL" : "NORMAL"}`)
         yield* ensureSchema(db, file)
@@ -420,6 +442,17 @@ const readStored = (db: Db, file: string) =>
       db,
       "SELECT seq, epoch, members, membership_seq, state FROM checkpoint"
     )
+    const parts = new Map<string, unknown>()
+    for (const raw of yield* exec(db, "SELECT key, value FROM checkpoint_part")) {
+      const row = decodePart(raw)
+      if (Either.isLeft(row))
+        return yield* badRow(
+          file,
+          `checkpoint_part row ${String((raw as { readonly key?: unknown }).key)}`,
+          row.left
+        )
+      parts.set(row.right.key, row.right.value)
+    }
     let checkpoint: Checkpoint | null = null
     if (checkpointRows.length > 0) {
       const row = decodeCheckpoint(checkpointRows[0])
@@ -429,8 +462,10 @@ const readStored = (db: Db, file: string) =>
         epoch: row.right.epoch,
         members: row.right.members,
         membershipSeq: row.right.membership_seq,
-        state: row.right.state
+        state: { root: row.right.state, parts }
       }
+    } else if (parts.size > 0) {
+      return yield* notAgoraStore(file, `checkpoint_part holds ${parts.size} rows but there is no checkpoint`)
     }
     const startSeq = checkpoint?.seq ?? 0
 
@@ -454,14 +489,14 @@ const readStored = (db: Db, file: string) =>
       startEpoch: checkpoint?.epoch ?? 0,
       checkpoint,
       entries,
-      cursor: { startSeq, lastSeq: startSeq + entries.length }
+      cursor: { startSeq, lastSeq: startSeq + entries.length, parts }
     }
   })
 
 /** The statements of one batch, on a copy of the cursor that becomes the store's only if it commits. */
 const applyOps = (db: Db, ops: ReadonlyArray<StoreOp>): Effect.Effect<Cursor, SqlError> =>
   Effect.gen(function* () {
-    let { startSeq, lastSeq } = db.cursor
+    let { startSeq, lastSeq, parts } = db.cursor
     for (const op of ops) {
       switch (op._tag) {
         case "Append": {
@@ -496,8 +531,10 @@ const applyOps = (db: Db, ops: ReadonlyArray<StoreOp>): Effect.Effect<Cursor, Sq
           const { checkpoint } = op
           // As applyStoreOps: an older checkpoint than the one held changes nothing.
           if (checkpoint.seq < startSeq) break
-          const state = JSON.stringify(checkpoint.state)
+          const state = JSON.stringify(checkpoint.state.root)
           if (state === undefined) return yield* Effect.dieMessage("checkpoint state is not a JSON value")
+          yield* writeParts(db, parts, checkpoint.state.parts)
+          parts = checkpoint.state.parts
           yield* exec(db, "DELETE FROM log WHERE seq <= ?", [checkpoint.seq])
           yield* exec(db, upsertCheckpoint, [
             checkpoint.seq,
@@ -513,13 +550,40 @@ const applyOps = (db: Db, ops: ReadonlyArray<StoreOp>): Effect.Effect<Cursor, Sq
         case "ResetStore":
           yield* exec(db, "DELETE FROM log")
           yield* exec(db, "DELETE FROM checkpoint")
+          yield* exec(db, "DELETE FROM checkpoint_part")
           yield* exec(db, upsertHardState, hardStateParams(op.hard))
           startSeq = 0
           lastSeq = 0
+          parts = noParts
           break
       }
     }
-    return { startSeq, lastSeq }
+    return { startSeq, lastSeq, parts }
+  })
+
+const noParts: ReadonlyMap<string, unknown> = new Map()
+
+/**
+ * Brings checkpoint_part from `written` to `next`: a part is written only when it is not the
+ * very object written (or read) for its key last time, so an unchanged part costs a lookup.
+ */
+const writeParts = (
+  db: Db,
+  written: ReadonlyMap<string, unknown> | null,
+  next: ReadonlyMap<string, unknown>
+): Effect.Effect<void, SqlError> =>
+  Effect.gen(function* () {
+    if (written === null) yield* exec(db, "DELETE FROM checkpoint_part")
+    const before = written ?? noParts
+    for (const [key, value] of next) {
+      if (before.get(key) === value) continue
+      const text = JSON.stringify(value)
+      if (text === undefined) return yield* Effect.dieMessage(`checkpoint part ${key} is not a JSON value`)
+      yield* exec(db, upsertPart, [key, text])
+    }
+    for (const key of before.keys()) {
+      if (!next.has(key)) yield* exec(db, "DELETE FROM checkpoint_part WHERE key = ?", [key])
+    }
   })
 
 const hardStateParams = (hard: HardState): ReadonlyArray<unknown> => [

@@ -34,6 +34,7 @@ import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import { MemoryLog } from "../domain/cluster/Log.js"
 import type { Membership } from "../domain/cluster/Membership.js"
 import {
+  type CheckpointPoint,
   type Input,
   leaderInfo,
   type Outcome,
@@ -41,7 +42,7 @@ import {
   type Replica,
   type Role
 } from "../domain/cluster/Replica.js"
-import type { StateMachine } from "../domain/cluster/StateMachine.js"
+import { decodeStoredState, encodeStoredState, type StateMachine } from "../domain/cluster/StateMachine.js"
 import { makeReplica, nextTickDueMs, step, stepBatch, takeReady } from "../domain/cluster/Step.js"
 import type { Body } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
@@ -170,7 +171,7 @@ const baseOf = <S, C, E, Err>(
 ): Effect.Effect<Option.Option<{ readonly membership: Membership; readonly app: S }>> => {
   const checkpoint = stored.checkpoint
   if (checkpoint === null) return Effect.succeedNone
-  const state = machine.decodeState(checkpoint.state)
+  const state = decodeStoredState(machine, checkpoint.state)
   return state._tag === "Left"
     ? Effect.dieMessage(`the checkpoint at ${checkpoint.seq} does not decode: ${String(state.left)}`)
     : Effect.succeedSome({
@@ -241,10 +242,12 @@ export const makeCluster = <S, C, E, Err>(
               taken.length = 0
               ops.push(output)
               break
+            case "Checkpoint":
+              ops.push(checkpointOp(output))
+              break
             case "Append":
             case "Truncate":
             case "PersistHardState":
-            case "Checkpoint":
               ops.push(output)
               break
             case "Send":
@@ -272,14 +275,16 @@ export const makeCluster = <S, C, E, Err>(
       if (taken.length > 0) yield* writeTaken(taken)
     })
 
+    const checkpointOp = ({ at, app }: { readonly at: CheckpointPoint; readonly app: S }): StoreOp => ({
+      _tag: "Checkpoint",
+      checkpoint: { ...at, state: encodeStoredState(options.machine, app) }
+    })
+
     /** Encodes and writes the checkpoints this server took, and logs how long each part stalled it. */
     const writeTaken = (taken: ReadonlyArray<CheckpointTaken>) =>
       Effect.gen(function* () {
         const startedMs = yield* Clock.currentTimeMillis
-        const ops: Array<StoreOp> = taken.map(({ at, app }) => ({
-          _tag: "Checkpoint",
-          checkpoint: { ...at, state: options.machine.encodeState(app) }
-        }))
+        const ops: Array<StoreOp> = taken.map(checkpointOp)
         const encodedMs = yield* Clock.currentTimeMillis
         yield* persist(ops)
         const writtenMs = yield* Clock.currentTimeMillis

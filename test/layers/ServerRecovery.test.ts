@@ -197,4 +197,49 @@ describe("a server restarted with its SQLite data dir (DESIGN §5, Checkpoints a
       Fs.rmSync(dataDir, { recursive: true, force: true })
     }
   })
+
+  it("comes back with its ended auctions, which its checkpoint keeps one per row of checkpoint_part", () => {
+    const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "agora-recovery-"))
+    try {
+      const result = runScenario(
+        Effect.gen(function* () {
+          const first = yield* serverLife(dataDir)
+          yield* awaitLeading(first.cluster)
+          const alice = yield* makeRawClient("alice")
+          yield* alice.connect
+          const create = (item: string) =>
+            alice.request({ _tag: "Create", item, minBid: 10, minRounds: 1, minBidders: 2 })
+          for (const [item, auction] of [
+            ["Vase", 1],
+            ["Lamp", 2],
+            ["Clock", 3]
+          ] as const) {
+            yield* create(item)
+            yield* alice.request({ _tag: "Cancel", auction: auction as AuctionId })
+          }
+          // More entries than checkpointEntries after the last cancel: a checkpoint holds all three.
+          for (let i = 0; i < 5; i++) yield* create(`Rug ${i}`)
+          const before = yield* committedState(first.cluster)
+          yield* Scope.close(first.scope, Exit.void)
+          const second = yield* serverLife(dataDir)
+          yield* awaitLeading(second.cluster)
+          const recovered = yield* committedState(second.cluster)
+          const history = HashMap.size((yield* Effect.orDie(second.cluster.read)).auctions.history)
+          yield* Scope.close(second.scope, Exit.void)
+          return {
+            before,
+            recovered,
+            history,
+            parts: [...(second.stored.checkpoint?.state.parts.keys() ?? [])].sort()
+          }
+        }),
+        { maxTimeMs: 60_000 }
+      )
+      expect(result.parts).toEqual(["1", "2", "3"])
+      expect(result.history).toBe(3)
+      expect(result.recovered.encoded).toEqual(result.before.encoded)
+    } finally {
+      Fs.rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
 })

@@ -90,7 +90,7 @@ const checkpoint = (seq: number, epoch = 1): Checkpoint => ({
   epoch,
   members: [member("s1"), member("s2"), member("s3")],
   membershipSeq: 1,
-  state: { auctions: [{ id: 1, bids: [["s1", "12.50"]] }], total: seq }
+  state: { root: { auctions: [{ id: 1, bids: [["s1", "12.50"]] }], total: seq }, parts: new Map() }
 })
 
 const seqs = (stored: Stored) => stored.entries.map((entry) => entry.seq)
@@ -427,6 +427,127 @@ describe("layerSqlite: finished auctions are kept for good in the auctions table
           }
         ])
       })
+  )
+})
+
+describe("layerSqlite: a checkpoint's parts are written once (DESIGN §5, Checkpoints)", () => {
+  const withParts = (seq: number, parts: ReadonlyArray<readonly [string, unknown]>): StoreOp => ({
+    _tag: "Checkpoint",
+    checkpoint: { ...checkpoint(seq), state: { root: { at: seq }, parts: new Map(parts) } }
+  })
+  const partsOf = (stored: Stored) => Object.fromEntries(stored.checkpoint?.state.parts ?? [])
+
+  it.scoped(
+    "a part is written only when it is a new object for its key; a part whose key is gone is deleted",
+    () =>
+      Effect.gen(function* () {
+        const options = { dataDir: yield* tempDir }
+        const a = { n: 1 }
+        yield* life(
+          options,
+          Effect.gen(function* () {
+            yield* openStore
+            yield* write(
+              withParts(2, [
+                ["a", a],
+                ["b", { n: 2 }]
+              ])
+            )
+            // Changed in place (which a state machine must never do): the same object is not written again...
+            a.n = 10
+            yield* write(
+              withParts(3, [
+                ["a", a],
+                ["c", { n: 3 }]
+              ])
+            )
+          })
+        )
+        const third = yield* reopen(options)
+        expect(third.checkpoint?.state.root).toEqual({ at: 3 })
+        expect(partsOf(third)).toEqual({ a: { n: 1 }, c: { n: 3 } })
+        // ...and a new object for the key is.
+        yield* life(options, Effect.zipRight(openStore, write(withParts(4, [["a", { n: 10 }]]))))
+        expect(partsOf(yield* reopen(options))).toEqual({ a: { n: 10 } })
+      })
+  )
+
+  it.scoped(
+    "after a restart the parts it read are not written again; a write before open rewrites them all",
+    () =>
+      Effect.gen(function* () {
+        const options = { dataDir: yield* tempDir }
+        yield* life(options, Effect.zipRight(openStore, write(withParts(2, [["a", { n: 1 }]]))))
+        yield* life(
+          options,
+          Effect.gen(function* () {
+            const stored = yield* openStore
+            const read = stored.checkpoint?.state.parts.get("a") as { n: number }
+            read.n = 99
+            yield* write(
+              withParts(3, [
+                ["a", read],
+                ["b", { n: 2 }]
+              ])
+            )
+          })
+        )
+        expect(partsOf(yield* reopen(options))).toEqual({ a: { n: 1 }, b: { n: 2 } })
+        // Not opened: the store does not know what it holds, so it replaces every part.
+        yield* life(options, write(withParts(4, [["c", { n: 3 }]])))
+        expect(partsOf(yield* reopen(options))).toEqual({ c: { n: 3 } })
+      })
+  )
+
+  it.scoped("ResetStore drops the parts with the checkpoint", () =>
+    Effect.gen(function* () {
+      const options = { dataDir: yield* tempDir }
+      yield* life(
+        options,
+        Effect.gen(function* () {
+          yield* openStore
+          yield* write(withParts(2, [["a", { n: 1 }]]))
+          yield* write({ _tag: "ResetStore", hard: hard(0) }, withParts(1, [["b", { n: 2 }]]))
+        })
+      )
+      expect(partsOf(yield* reopen(options))).toEqual({ b: { n: 2 } })
+    })
+  )
+
+  it.scoped("a version-1 store (no checkpoint_part) is migrated and keeps its checkpoint as the root", () =>
+    Effect.gen(function* () {
+      const dataDir = yield* tempDir
+      const file = Path.join(dataDir, StoreFileName)
+      yield* life(
+        { dataDir },
+        Effect.zipRight(openStore, write({ _tag: "Checkpoint", checkpoint: checkpoint(2) }))
+      )
+      yield* rawSql(file, (sql) =>
+        Effect.zipRight(sql`DROP TABLE checkpoint_part`, sql`UPDATE meta SET schema_version = 1`)
+      )
+      expect((yield* reopen({ dataDir })).checkpoint).toEqual(checkpoint(2))
+      const meta = yield* rawSql(
+        file,
+        (sql) => sql<{ readonly schema_version: number }>`SELECT schema_version FROM meta`
+      )
+      expect(meta).toEqual([{ schema_version: 2 }])
+    })
+  )
+
+  it.scoped("a part that is not JSON, or parts without a checkpoint, are refused", () =>
+    Effect.gen(function* () {
+      const dataDir = yield* tempDir
+      const file = Path.join(dataDir, StoreFileName)
+      yield* life({ dataDir }, Effect.zipRight(openStore, write(withParts(2, [["a", { n: 1 }]]))))
+      yield* rawSql(file, (sql) => sql`UPDATE checkpoint_part SET value = 'not json' WHERE key = 'a'`)
+      expect((yield* storeError(reopen({ dataDir }))).message).toContain("checkpoint_part row a")
+      yield* rawSql(file, (sql) =>
+        Effect.zipRight(sql`UPDATE checkpoint_part SET value = '{}'`, sql`DELETE FROM checkpoint`)
+      )
+      expect((yield* storeError(reopen({ dataDir }))).message).toContain(
+        "checkpoint_part holds 1 rows but there is no checkpoint"
+      )
+    })
   )
 })
 

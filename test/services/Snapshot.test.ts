@@ -38,7 +38,7 @@ describe("Checkpoints and snapshot transfer (DESIGN §5)", () => {
         const data = cluster.store(behind)
         const snapshotSeq = data.checkpoint?.seq ?? 0
         const followerLines = [
-          ...((data.checkpoint?.state ?? []) as ReadonlyArray<string>),
+          ...((data.checkpoint?.state.root ?? []) as ReadonlyArray<string>),
           ...data.entries
             .filter((entry) => entry.seq > snapshotSeq && entry.seq <= (data.hard?.commitSeq ?? 0))
             .flatMap((entry) => (entry.body._tag === "App" ? (entry.body.data as ReadonlyArray<string>) : []))

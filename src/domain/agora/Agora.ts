@@ -21,7 +21,9 @@ import {
   AuctionsState,
   initialState as auctionsInitial,
   decide as decideAuction,
-  evolve as evolveAuction
+  evolve as evolveAuction,
+  joinHistory,
+  splitHistory
 } from "../auction/index.js"
 import type { StateMachine } from "../cluster/StateMachine.js"
 import { ClientId, RequestId, SessionId, SessionToken } from "../Ids.js"
@@ -315,5 +317,14 @@ export const agoraMachine: StateMachine<AgoraState, AgoraCommand, AgoraEvent, Ag
   decodeEvents: (data) => decodeEvents(data),
   holdsClientData: (state) => state.nextSession > 1,
   encodeState: (state) => encodeState(state),
-  decodeState: (data) => decodeState(data)
+  decodeState: (data) => decodeState(data),
+  encodeStored: (state) => {
+    const { rest, parts } = splitHistory(state.auctions)
+    return { root: encodeState({ ...state, auctions: rest }), parts }
+  },
+  decodeStored: ({ root, parts }) => {
+    if (parts.size === 0 || typeof root !== "object" || root === null) return decodeState(root)
+    const auctions: unknown = (root as { readonly auctions?: unknown }).auctions
+    return decodeState({ ...root, auctions: joinHistory(auctions, parts) })
+  }
 }

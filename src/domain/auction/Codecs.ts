@@ -60,18 +60,26 @@ export const ChunkOfPlain = <A, I>(
  * change once built: an ended auction is encoded by every checkpoint until it is purged, and
  * encoding all of them again made a checkpoint of 3,000 auctions stall its server
  * 70–80 ms (260 ms under load). The encoded value is shared between encodings, so it must be treated as read-only
- * (it is: it goes to `JSON.stringify` or over the wire).
+ * (it is: it goes to `JSON.stringify` or over the wire). A decoded value remembers its input as
+ * its encoding (the input is an earlier encoding: a checkpoint or a snapshot), so a checkpoint
+ * after a restart finds the very objects it read and writes none of them again.
  */
 export const EncodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>): Schema.Schema<A, I> => {
   const remembered = new WeakMap<A, I>()
   const encode = ParseResult.encode(schema)
+  // Excess properties fail: a remembered input must be exactly what `encode` would give.
+  const decode = ParseResult.decodeUnknown(schema, { onExcessProperty: "error" })
   const isObject = (u: unknown): u is object => typeof u === "object" && u !== null
   return Schema.transformOrFail(
     Schema.declare((u: unknown): u is I => isObject(u), { identifier: "Object" }),
     Schema.declare((u: unknown): u is A => isObject(u), { identifier: "Object" }),
     {
       strict: true,
-      decode: (encoded) => ParseResult.decodeUnknown(schema)(encoded),
+      decode: (encoded) =>
+        ParseResult.map(decode(encoded), (value) => {
+          remembered.set(value, encoded)
+          return value
+        }),
       encode: (value) => {
         const known = remembered.get(value)
         if (known !== undefined) return ParseResult.succeed(known)

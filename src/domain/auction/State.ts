@@ -97,11 +97,15 @@ export type EndedAuction = typeof EndedAuction.Type
 /** An auction in any phase. */
 export type Auction = OpenAuction | EndedAuction
 
+/** An ended auction never changes until its purge: checkpoints and snapshots reuse its encoding. */
+const StoredEndedAuction = EncodedOnce(EndedAuction)
+const encodeEndedAuction = Schema.encodeSync(StoredEndedAuction)
+
 const StateFields = Schema.Struct({
   /** The id the next `CreateAuction` gets: every replica assigns the same. */
   nextAuctionId: AuctionId,
   open: HashMapByNumber(AuctionId, OpenAuction),
-  history: HashMapByNumber(AuctionId, EncodedOnce(EndedAuction))
+  history: HashMapByNumber(AuctionId, StoredEndedAuction)
 })
 
 const consistent = (state: typeof StateFields.Type): string | true => {
@@ -127,6 +131,35 @@ export const AuctionsStateJson = Schema.parseJson(AuctionsState)
 
 export const encodeState = Schema.encodeSync(AuctionsState)
 export const decodeState = Schema.decodeUnknownEither(AuctionsState)
+
+/**
+ * The state without its history, and the history as one JSON part per ended auction keyed by
+ * its id: what a checkpoint writes once per auction (DESIGN §5, Checkpoints).
+ */
+export const splitHistory = (
+  state: AuctionsState
+): { readonly rest: AuctionsState; readonly parts: ReadonlyMap<string, unknown> } => {
+  const parts = new Map<string, unknown>()
+  for (const [id, auction] of state.history) parts.set(String(id), encodeEndedAuction(auction))
+  return { rest: { ...state, history: HashMap.empty() }, parts }
+}
+
+/**
+ * Undoes `splitHistory` on an encoded state: its history (empty, but a checkpoint written
+ * before parts existed holds the whole of it) followed by the parts. A key that is not an id
+ * as `splitHistory` writes it stays a string, so decoding the result fails.
+ */
+export const joinHistory = (encoded: unknown, parts: ReadonlyMap<string, unknown>): unknown => {
+  if (parts.size === 0 || typeof encoded !== "object" || encoded === null) return encoded
+  const history: unknown = (encoded as { readonly history?: unknown }).history
+  if (!Array.isArray(history)) return encoded
+  const joined: Array<unknown> = [...history]
+  for (const [key, value] of parts) {
+    const id = Number(key)
+    joined.push([String(id) === key ? id : key, value])
+  }
+  return { ...encoded, history: joined }
+}
 
 /** No auctions yet; the first gets id 1. */
 export const initialState: AuctionsState = {

@@ -18,7 +18,7 @@ import type { ClusterConfig } from "./Config.js"
 import type { LogEntry, Member } from "./Entry.js"
 import type { MemoryLog } from "./Log.js"
 import type { Membership } from "./Membership.js"
-import type { StateMachine } from "./StateMachine.js"
+import type { StateMachine, StoredState } from "./StateMachine.js"
 
 /** What survives a restart besides the log (DESIGN §5, Checkpoints). */
 export interface HardState {
@@ -31,16 +31,20 @@ export interface HardState {
 }
 
 /**
- * The committed state at seq N (DESIGN §5, Checkpoints): the state machine's
- * state as a JSON value, the membership as of N, and the (epoch, seq) of entry N.
+ * Where a checkpoint of the committed state at seq N stands (DESIGN §5, Checkpoints): the
+ * (epoch, seq) of entry N and the membership as of N.
  */
-export interface Checkpoint {
+export interface CheckpointPoint {
   readonly seq: Seq
   readonly epoch: Epoch
   readonly members: ReadonlyArray<Member>
   /** The seq of the membership entry in force at N. */
   readonly membershipSeq: Seq
-  readonly state: unknown
+}
+
+/** A checkpoint as the store keeps it: its point and the state machine's state at N. */
+export interface Checkpoint extends CheckpointPoint {
+  readonly state: StoredState
 }
 
 export type Role = "bootstrapping" | "joining" | "follower" | "precandidate" | "candidate" | "leader"
@@ -78,17 +82,17 @@ export type Output<S, E, Err> =
       readonly epoch: Epoch
     }
   /**
-   * Keep this checkpoint, installed from a leader's snapshot, and drop the log up to its seq:
-   * the entries after it build on it, so it is written in order with them.
+   * Keep this checkpoint of `app`, installed from a leader's snapshot, and drop the log up to
+   * its seq: the entries after it build on it, so it is written in order with them.
    */
-  | { readonly _tag: "Checkpoint"; readonly checkpoint: Checkpoint }
+  | { readonly _tag: "Checkpoint"; readonly at: CheckpointPoint; readonly app: S }
   /**
    * This server checkpointed its own committed state `app` (to be encoded with the machine's
-   * `encodeState`) at `at.seq`: drop the log up to there. It only compacts entries the store
-   * already holds, so nothing sent waits on it; with a large state its encoding and write take
-   * long (hundreds of ms), which is why the state comes unencoded: the I/O edge writes it last.
+   * `encodeStored`) at `at.seq`: drop the log up to there. It only compacts entries the store
+   * already holds, so nothing sent waits on it; a large state takes long to encode and write,
+   * which is why the state comes unencoded: the I/O edge writes it last.
    */
-  | { readonly _tag: "CheckpointTaken"; readonly at: Omit<Checkpoint, "state">; readonly app: S }
+  | { readonly _tag: "CheckpointTaken"; readonly at: CheckpointPoint; readonly app: S }
   /** Wipe the store: it belongs to a group that no longer exists (decided by a leader's answer). */
   | { readonly _tag: "ResetStore"; readonly hard: HardState }
   | { readonly _tag: "Note"; readonly level: "debug" | "info" | "warning"; readonly message: string }

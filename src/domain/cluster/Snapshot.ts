@@ -267,7 +267,8 @@ const install = <S, C, E, Err>(
   setMembership(replica, membershipAt(replica, log.lastSeq))
   emit(replica, {
     _tag: "Checkpoint",
-    checkpoint: { seq, epoch, members: body.members, membershipSeq: body.membershipSeq, state: body.state }
+    at: { seq, epoch, members: body.members, membershipSeq: body.membershipSeq },
+    app: state.right
   })
   persistHardState(replica)
   note(replica, "info", `installed snapshot at ${seq} (${text.length} chars)`)

@@ -4,7 +4,7 @@
  * pending state; every server builds its committed state by `evolve` alone
  * (passive replication: backups never execute requests).
  */
-import type { Either } from "effect"
+import { Either } from "effect"
 
 export interface StateMachine<S, C, E, Err> {
   readonly initial: S
@@ -19,6 +19,41 @@ export interface StateMachine<S, C, E, Err> {
   /** The state as a JSON value, for checkpoints and snapshots; equal states must encode to equal JSON. */
   readonly encodeState: (state: S) => unknown
   readonly decodeState: (data: unknown) => Either.Either<S, unknown>
+  /**
+   * The state as a checkpoint stores it, when most of it rarely changes (DESIGN §5,
+   * Checkpoints): a small root, and parts by key that the store writes only when new. Without
+   * it a checkpoint is the whole `encodeState` as its root. `decodeStored` must undo it.
+   */
+  readonly encodeStored?: (state: S) => StoredState
+  readonly decodeStored?: (stored: StoredState) => Either.Either<S, unknown>
+}
+
+/**
+ * A state as a checkpoint keeps it: JSON values. The store writes a part again only when it is
+ * not the very object (by identity) it wrote for that key last time, and drops the parts whose
+ * keys are gone; so parts that do not change must keep their encoding from one checkpoint to
+ * the next (e.g. `EncodedOnce`).
+ */
+export interface StoredState {
+  readonly root: unknown
+  readonly parts: ReadonlyMap<string, unknown>
+}
+
+const noParts: ReadonlyMap<string, unknown> = new Map()
+
+/** The state as a checkpoint keeps it (see `StateMachine.encodeStored`). */
+export const encodeStoredState = <S, C, E, Err>(machine: StateMachine<S, C, E, Err>, state: S): StoredState =>
+  machine.encodeStored?.(state) ?? { root: machine.encodeState(state), parts: noParts }
+
+/** The state a checkpoint kept (see `StateMachine.decodeStored`). */
+export const decodeStoredState = <S, C, E, Err>(
+  machine: StateMachine<S, C, E, Err>,
+  stored: StoredState
+): Either.Either<S, unknown> => {
+  if (machine.decodeStored !== undefined) return machine.decodeStored(stored)
+  return stored.parts.size === 0
+    ? machine.decodeState(stored.root)
+    : Either.left(`${stored.parts.size} parts, and the machine has no decodeStored`)
 }
 
 /** Folds a batch of events into the state. */

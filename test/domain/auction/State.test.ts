@@ -1,6 +1,6 @@
 /** DESIGN §5 "Checkpoints": the state round-trips through JSON; reads for `list` and an auction's status. */
 import { describe, expect, it } from "@effect/vitest"
-import { Either, Option, Schema } from "effect"
+import { Either, HashMap, Option, Schema } from "effect"
 import {
   AuctionEvent,
   AuctionsStateJson,
@@ -10,8 +10,10 @@ import {
   evolve,
   evolveAll,
   initialState,
+  joinHistory,
   listOpen,
-  lookup
+  lookup,
+  splitHistory
 } from "../../../src/domain/auction/index.js"
 import {
   aid,
@@ -85,6 +87,52 @@ describe("state JSON (checkpoints, snapshots)", () => {
     expect(text).not.toBe(JSON.stringify(encoded))
     expect(Either.isLeft(decodeState(JSON.parse(text)))).toBe(true)
     expect(Either.isLeft(decodeState(JSON.parse(text.replace('"minBid":-5', '"minBid":5.5'))))).toBe(true)
+  })
+})
+
+describe("checkpoint parts: the history apart, one part per ended auction (DESIGN §5, Checkpoints)", () => {
+  const parsed = (value: unknown): unknown => JSON.parse(JSON.stringify(value))
+
+  it("split, then joined on the encoded root, decodes to the same state", () => {
+    const { state } = mixed()
+    const { rest, parts } = splitHistory(state)
+    expect([...parts.keys()]).toEqual(["1", "2"])
+    expect(HashMap.size(rest.history)).toBe(0)
+    const joined = decodeState(
+      joinHistory(parsed(encodeState(rest)), new Map(parsed([...parts]) as Array<[string, unknown]>))
+    )
+    expect(stateJson(Either.getOrThrow(joined))).toBe(stateJson(state))
+  })
+
+  it("every split gives the same part objects, also for a state decoded from those parts", () => {
+    const { state } = mixed()
+    const first = splitHistory(state).parts
+    expect(splitHistory(state).parts.get("1")).toBe(first.get("1"))
+    const stored = new Map(parsed([...first]) as Array<[string, unknown]>)
+    const decoded = Either.getOrThrow(
+      decodeState(joinHistory(parsed(encodeState(splitHistory(state).rest)), stored))
+    )
+    const again = splitHistory(decoded).parts
+    expect(again.get("1")).toBe(stored.get("1"))
+    expect(again.get("2")).toBe(stored.get("2"))
+  })
+
+  it("a whole state (a checkpoint from before parts) joins with no parts unchanged", () => {
+    const encoded = encodeState(mixed().state)
+    expect(joinHistory(encoded, new Map())).toBe(encoded)
+  })
+
+  it("a part under a key that is not its id, or with a field too many, does not decode", () => {
+    const { state } = mixed()
+    const { rest, parts } = splitHistory(state)
+    const root = encodeState(rest)
+    const one = parts.get("1")
+    const decodes = (entries: ReadonlyArray<readonly [string, unknown]>) =>
+      Either.isRight(decodeState(joinHistory(root, new Map(entries))))
+    expect(decodes([["1", one]])).toBe(true)
+    expect(decodes([["01", one]])).toBe(false)
+    expect(decodes([["2", one]])).toBe(false)
+    expect(decodes([["1", { ...(one as object), extra: true }]])).toBe(false)
   })
 })
 
