@@ -30,8 +30,14 @@ import {
   agoraMachine,
   commandOf
 } from "../domain/agora/Agora.js"
-import type { AuctionCommand, NumberedNotice } from "../domain/auction/index.js"
+import type {
+  AuctionCommand,
+  CancelledAuction,
+  ClosedAuction,
+  NumberedNotice
+} from "../domain/auction/index.js"
 import {
+  encodeEndedNow,
   findAuction,
   listOpen,
   notificationsFor,
@@ -183,8 +189,11 @@ export const makeAuctionServer = (
       onApplied: (_entry: LogEntry, events, state) =>
         Effect.suspend(() => {
           latest = state
-          const ended = endedRecords(events, state)
-          const record = ended.length === 0 ? Effect.void : Effect.orDie(store.recordEnded(ended))
+          const ended = endedAuctions(events, state)
+          // Now, not all at once in the next checkpoint (see encodeEndedNow).
+          for (const auction of ended) encodeEndedNow(auction)
+          const record =
+            ended.length === 0 ? Effect.void : Effect.orDie(store.recordEnded(ended.map(endedRecord)))
           return duties === null ? record : Effect.zipRight(record, duties.applied(events, state))
         }),
       whileLeader: (epoch) =>
@@ -651,33 +660,32 @@ export const makeAuctionServer = (
     return cluster
   })
 
-/** The finished auctions among these events, as the store keeps them. */
-const endedRecords = (
+/** The auctions these events ended. */
+const endedAuctions = (
   events: ReadonlyArray<AgoraEvent>,
   state: AgoraState
-): ReadonlyArray<EndedAuctionRecord> =>
+): ReadonlyArray<ClosedAuction | CancelledAuction> =>
   events.flatMap((event) => {
     if (event._tag !== "AuctionHappened") return []
     const inner = event.event
     if (inner._tag !== "AuctionClosed" && inner._tag !== "AuctionCancelled") return []
     const auction = Option.getOrUndefined(findAuction(state.auctions, inner.auction))
     if (auction === undefined || (auction.phase !== "closed" && auction.phase !== "cancelled")) return []
-    return [
-      {
-        auction: auction.auction,
-        item: auction.item,
-        auctioneer: auction.auctioneer,
-        status: auction.phase,
-        winner: auction.phase === "closed" ? auction.winner : null,
-        amount: auction.phase === "closed" ? auction.amount : null,
-        totals:
-          auction.phase === "closed"
-            ? auction.totals
-            : auction.bidders.map((bidder) => ({ bidder, amount: 0 })),
-        reason: auction.phase === "cancelled" ? auction.reason : null,
-        rounds: auction.minRounds,
-        minBid: auction.minBid,
-        createdAtMs: auction.createdAtMs
-      }
-    ]
+    return [auction]
   })
+
+/** A finished auction as the store keeps it for good. */
+const endedRecord = (auction: ClosedAuction | CancelledAuction): EndedAuctionRecord => ({
+  auction: auction.auction,
+  item: auction.item,
+  auctioneer: auction.auctioneer,
+  status: auction.phase,
+  winner: auction.phase === "closed" ? auction.winner : null,
+  amount: auction.phase === "closed" ? auction.amount : null,
+  totals:
+    auction.phase === "closed" ? auction.totals : auction.bidders.map((bidder) => ({ bidder, amount: 0 })),
+  reason: auction.phase === "cancelled" ? auction.reason : null,
+  rounds: auction.minRounds,
+  minBid: auction.minBid,
+  createdAtMs: auction.createdAtMs
+})

@@ -133,6 +133,15 @@ export const encodeState = Schema.encodeSync(AuctionsState)
 export const decodeState = Schema.decodeUnknownEither(AuctionsState)
 
 /**
+ * Encodes an auction that just ended, so that the checkpoint that first holds it only looks its
+ * encoding up: encoding every auction that ended since the last checkpoint at once stalled the
+ * server 150–250 ms under load (1,800 auctions).
+ */
+export const encodeEndedNow = (auction: EndedAuction): void => {
+  encodeEndedAuction(auction)
+}
+
+/**
  * The state without its history, and the history as one JSON part per ended auction keyed by
  * its id: what a checkpoint writes once per auction (DESIGN §5, Checkpoints).
  */

@@ -51,7 +51,7 @@ export const defaultClusterConfig: ClusterConfig = {
   retransmitTimeoutMs: 150,
   windowBatches: 8,
   batchBytesMax: 1_000,
-  checkpointEntries: 10_000,
+  checkpointEntries: 5_000,
   checkpointIntervalMs: 60_000,
   snapshotChunkChars: 480,
   snapshotWindowChunks: 64
