@@ -104,7 +104,7 @@ describe("Auction service under faults (DESIGN §1, §5)", () => {
         // A checkpoint every 3 entries: the entries of the notices bob misses are gone from every log.
         const { cluster, leader } = yield* startAgoraCluster({
           server: { roundTimeoutMs: 2_000 },
-          cluster: { checkpointEntries: 3 }
+          cluster: { checkpointEntries: 3, catchUpEntries: 0 }
         })
         const { alice, bob, carol } = yield* threeClients(2)
         // Bob hears nothing from this leader from now on (his own datagrams still reach it).

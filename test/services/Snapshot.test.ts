@@ -14,7 +14,7 @@ describe("Checkpoints and snapshot transfer (DESIGN §5)", () => {
         const cluster = yield* makeSimCluster({
           ids,
           machine: ledger,
-          config: { expect: 3, checkpointEntries: 200 },
+          config: { expect: 3, checkpointEntries: 200, catchUpEntries: 0 },
           recordSends: true
         })
         yield* Effect.forEach(ids, (id) => cluster.start(id), { discard: true })

@@ -190,7 +190,8 @@ export const configFor = (seed: number, overrides: SimOverrides = {}, breaks?: B
     requestTimeoutMs: rng.pick([2_000, 5_000, 10_000]),
     faultMs: rng.int(10, 25) * 1_000,
     faultStyle: rng.weighted({ mixed: 70, "crash-storm": 15, churn: 15 }) as FaultStyle,
-    clientKind: (rng.chance(0.5) ? "service" : "recording") as ClientKind
+    clientKind: (rng.chance(0.5) ? "service" : "recording") as ClientKind,
+    catchUpEntries: rng.int(0, 200)
   }
   const serverCount = overrides.servers ?? breaks?.servers ?? drawn.servers
   // What the workload is built for; a test-only break may change the servers' settings, never the bounds.
@@ -209,6 +210,8 @@ export const configFor = (seed: number, overrides: SimOverrides = {}, breaks?: B
     // Checkpoints (and so snapshot transfer to a server that lost its store) happen in every run.
     checkpointEntries: drawn.checkpointEntries,
     checkpointIntervalMs: drawn.checkpointIntervalMs,
+    // Below the run's length, so followers behind the kept tail get snapshots.
+    catchUpEntries: drawn.catchUpEntries,
     // In a group of 5, a server down long enough is removed (and rejoins): membership changes too.
     ...(serverCount === 5 ? { removalTimeoutMs: drawn.removalTimeoutMs } : {}),
     ...overrides.cluster

@@ -307,7 +307,7 @@ const resetStore = <S, C, E, Err>(replica: Replica<S, C, E, Err>, reason: string
   replica.persistedSeq = 0
   replica.incarnation = randomId(replica) as Incarnation
   replica.app = replica.machine.initial
-  replica.base = { membership: emptyMembership, app: replica.machine.initial }
+  replica.base = { seq: 0, epoch: 0, membership: emptyMembership, app: replica.machine.initial }
   setMembership(replica, emptyMembership)
   if (replica.join !== null)
     replica.join = { ...replica.join, dissolvedInto: null, nextRequestMs: replica.nowMs }

@@ -32,6 +32,8 @@ export interface ClusterConfig {
   readonly checkpointEntries: number
   /** …or this long after the last one, if anything was applied since. */
   readonly checkpointIntervalMs: number
+  /** Entries a checkpoint keeps in memory before its seq, so a follower that far behind catches up from the log. */
+  readonly catchUpEntries: number
   /** Characters of snapshot text per chunk (escaping may double them on the wire: keep under half the datagram). */
   readonly snapshotChunkChars: number
   /** Snapshot chunks in flight per follower. */
@@ -53,6 +55,7 @@ export const defaultClusterConfig: ClusterConfig = {
   batchBytesMax: 1_000,
   checkpointEntries: 5_000,
   checkpointIntervalMs: 60_000,
+  catchUpEntries: 5_000,
   snapshotChunkChars: 480,
   snapshotWindowChunks: 64
 }

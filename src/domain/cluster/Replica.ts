@@ -255,8 +255,12 @@ export interface Replica<S, C, E, Err> {
   candidacy: { readonly acks: Set<ServerId>; readonly startedMs: number } | null
   lead: LeaderState<S, C, Err> | null
 
-  /** Membership and state machine state at the log's start (the snapshot point). */
-  base: { readonly membership: Membership; readonly app: S }
+  /**
+   * Membership and state machine state at the last checkpoint, entry `seq` of `epoch` (the
+   * snapshot point). The log may start before it: a checkpoint keeps `catchUpEntries` of the
+   * entries it covers, for followers a little behind.
+   */
+  base: { readonly seq: Seq; readonly epoch: Epoch; readonly membership: Membership; readonly app: S }
   /** The snapshot a leader sends from: the base as text, encoded once per snapshot point. */
   snapshotText: { readonly seq: Seq; readonly text: string; readonly digest: string } | null
   /** A snapshot being received from a leader. */

@@ -143,7 +143,7 @@ const truncateFrom = <S, C, E, Err>(replica: Replica<S, C, E, Err>, fromSeq: Seq
 /** The latest membership in the log, from the snapshot's membership on. */
 export const membershipFromLog = <S, C, E, Err>(replica: Replica<S, C, E, Err>): Membership => {
   let membership = replica.base.membership
-  for (const entry of replica.log.range(replica.log.startSeq, replica.log.lastSeq)) {
+  for (const entry of replica.log.range(replica.base.seq, replica.log.lastSeq)) {
     if (isMembershipChange(entry.body)) membership = applyMembershipEntry(membership, entry.body, entry.seq)
   }
   return membership

@@ -37,7 +37,7 @@ interface SnapshotBody {
 /** The membership in force at `seq`: the base's, then every change in the log up to `seq`. */
 const membershipAt = <S, C, E, Err>(replica: Replica<S, C, E, Err>, seq: Seq): Membership => {
   let membership = replica.base.membership
-  for (const entry of replica.log.range(replica.log.startSeq, seq)) {
+  for (const entry of replica.log.range(replica.base.seq, seq)) {
     if (isMembershipChange(entry.body)) membership = applyMembershipEntry(membership, entry.body, entry.seq)
   }
   return membership
@@ -45,7 +45,7 @@ const membershipAt = <S, C, E, Err>(replica: Replica<S, C, E, Err>, seq: Seq): M
 
 /** Takes a checkpoint of the committed state if K entries or T ms went by since the last one. */
 export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
-  const pending = replica.appliedSeq - replica.log.startSeq
+  const pending = replica.appliedSeq - replica.base.seq
   const every = replica.checkpointEvery
   const due =
     pending >= every.entries || (pending > 0 && replica.nowMs - replica.lastCheckpointMs >= every.ms)
@@ -54,8 +54,13 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
   const epoch = replica.log.epochAt(seq)
   if (epoch === undefined) throw new Error(`invariant: applied entry ${seq} missing from the log`)
   const membership = membershipAt(replica, seq)
-  replica.log.compactTo(seq, epoch)
-  replica.base = { membership, app: replica.app }
+  // A follower a few entries behind would otherwise need the whole snapshot (seconds of chunks
+  // for a state of megabytes): its next batch came just after this checkpoint.
+  const keepFrom = Math.max(replica.log.startSeq, seq - replica.config.catchUpEntries)
+  const keepFromEpoch = replica.log.epochAt(keepFrom)
+  if (keepFromEpoch === undefined) throw new Error(`invariant: entry ${keepFrom} missing from the log`)
+  replica.log.compactTo(keepFrom, keepFromEpoch)
+  replica.base = { seq, epoch, membership, app: replica.app }
   replica.snapshotText = null
   replica.lastCheckpointMs = replica.nowMs
   replica.checkpointEvery = drawCheckpointEvery(replica)
@@ -72,7 +77,7 @@ export const maybeCheckpoint = <S, C, E, Err>(replica: Replica<S, C, E, Err>): v
 
 /** The leader's snapshot text (its base, i.e. its last checkpoint), encoded once per snapshot point. */
 const snapshotText = <S, C, E, Err>(replica: Replica<S, C, E, Err>) => {
-  const seq = replica.log.startSeq
+  const seq = replica.base.seq
   if (replica.snapshotText?.seq !== seq) {
     const body: SnapshotBody = {
       members: replica.base.membership.members,
@@ -116,7 +121,7 @@ const sendChunk = <S, C, E, Err>(
   sendToServer(replica, progress.member.id, {
     _tag: "SnapshotChunk",
     snapshotSeq: seq,
-    snapshotEpoch: replica.log.startEpoch,
+    snapshotEpoch: replica.base.epoch,
     offset,
     total: text.length,
     digest,
@@ -257,7 +262,7 @@ const install = <S, C, E, Err>(
   }
   const membership: Membership = { members: body.members, seq: body.membershipSeq }
   replica.app = state.right
-  replica.base = { membership, app: state.right }
+  replica.base = { seq, epoch, membership, app: state.right }
   replica.appliedSeq = seq
   replica.commitSeq = seq
   replica.verifiedSeq = Math.max(replica.verifiedSeq, seq)

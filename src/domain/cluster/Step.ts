@@ -83,7 +83,11 @@ export interface ReplicaOptions<S, C, E, Err> {
 export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>): Replica<S, C, E, Err> => {
   const hard = options.hard
   const log = options.log
-  const base = options.base ?? { membership: { members: [], seq: 0 }, app: options.machine.initial }
+  const base = {
+    seq: log.startSeq,
+    epoch: log.startEpoch,
+    ...(options.base ?? { membership: { members: [], seq: 0 }, app: options.machine.initial })
+  }
   const group = hard?.group ?? null
   const commitSeq = Math.max(hard?.commitSeq ?? 0, log.startSeq)
   const replica: Replica<S, C, E, Err> = {

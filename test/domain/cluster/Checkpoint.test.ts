@@ -13,7 +13,7 @@ import {
 } from "./harness.js"
 
 const three = ["s1", "s2", "s3"].map((id) => member(id))
-const spaced = { ...config, checkpointEntries: 10, checkpointIntervalMs: 1_000 }
+const spaced = { ...config, checkpointEntries: 10, checkpointIntervalMs: 1_000, catchUpEntries: 0 }
 
 /** Follower s2 of epoch 1, holding only the membership (seq 1). */
 const follower = (random: number): TestReplica =>
@@ -56,6 +56,34 @@ describe("Checkpoints (DESIGN §5, Checkpoints and recovery)", () => {
       }
     ])
     expect(replica.log.startSeq).toBe(10)
+  })
+
+  it("keep catchUpEntries entries before their seq: a follower that far behind gets entries, one further the snapshot", () => {
+    /** What a leader that just checkpointed at its last seq sends s3, `behind` entries short of it. */
+    const sentTo = (behind: number) => {
+      const leader = electLeader(
+        ["s1", "s2", "s3"],
+        Array.from({ length: 12 }, (_, i) => [1, app(i + 1)] as const),
+        false,
+        { ...spaced, catchUpEntries: 4 }
+      )
+      const seq = leader.log.lastSeq
+      const ack = { _tag: "ReplicateAck", success: true, matchSeq: seq, hintSeq: seq } as const
+      expect(taken(receive(leader, "s2", leader.epoch, ack)).map((output) => output.at.seq)).toEqual([seq])
+      expect([leader.log.startSeq, leader.base.seq]).toEqual([seq - 4, seq])
+      return receive(leader, "s3", leader.epoch, {
+        ...ack,
+        success: false,
+        matchSeq: 0,
+        hintSeq: seq - behind
+      })
+        .flatMap((output) => (output._tag === "Send" ? [output.message.body] : []))
+        .map((body) =>
+          body._tag === "Replicate" ? `Replicate after ${seq - body.prevSeq} short` : body._tag
+        )
+    }
+    expect(sentTo(4)).toEqual(["Replicate after 4 short"])
+    expect(sentTo(5)[0]).toBe("SnapshotChunk")
   })
 
   it("the time trigger is stretched too: the replica's next timer is the stretched interval", () => {
