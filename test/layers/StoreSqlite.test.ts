@@ -247,6 +247,31 @@ describe("layerSqlite: writes (same semantics as applyStoreOps)", () => {
     })
   )
 
+  it.scoped("the rows a checkpoint covers are deleted 500 per write after it, and never read", () =>
+    Effect.gen(function* () {
+      const options = { dataDir: yield* tempDir }
+      const file = Path.join(options.dataDir, StoreFileName)
+      const rowCount = Effect.map(
+        rawSql(file, (sql) => sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM log`),
+        (rows) => rows[0]?.n
+      )
+      yield* life(
+        options,
+        Effect.zipRight(
+          openStore,
+          write(append(1, 1_200), { _tag: "Checkpoint", checkpoint: checkpoint(1_100) })
+        )
+      )
+      expect(yield* rowCount).toBe(700)
+      expect(seqs(yield* reopen(options))).toEqual(entries(1_101, 1_200).map((entry) => entry.seq))
+      // The next writes, in a later life too, go on deleting them.
+      yield* life(options, Effect.zipRight(openStore, write(append(1_201, 1_201))))
+      expect(yield* rowCount).toBe(201)
+      yield* life(options, Effect.zipRight(openStore, write(append(1_202, 1_202))))
+      expect(yield* rowCount).toBe(102)
+    })
+  )
+
   it.scoped("ResetStore wipes the log and the checkpoint and writes the given hard state", () =>
     Effect.gen(function* () {
       const options = { dataDir: yield* tempDir }

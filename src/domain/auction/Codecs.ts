@@ -64,30 +64,47 @@ export const ChunkOfPlain = <A, I>(
  * its encoding (the input is an earlier encoding: a checkpoint or a snapshot), so a checkpoint
  * after a restart finds the very objects it read and writes none of them again.
  */
-export const EncodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>): Schema.Schema<A, I> => {
+export interface EncodedOnce<A, I> {
+  readonly schema: Schema.Schema<A, I>
+  /** The schema's encoding of `value`, remembered: the same object every time (a lookup after the first). */
+  readonly encode: (value: A) => I
+}
+
+export const EncodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>): EncodedOnce<A, I> => {
   const remembered = new WeakMap<A, I>()
-  const encode = ParseResult.encode(schema)
+  const encodeAnew = ParseResult.encodeSync(schema)
+  const encodeEffect = ParseResult.encode(schema)
+  const encode = (value: A): I => {
+    const known = remembered.get(value)
+    if (known !== undefined) return known
+    const encoded = encodeAnew(value)
+    remembered.set(value, encoded)
+    return encoded
+  }
   // Excess properties fail: a remembered input must be exactly what `encode` would give.
   const decode = ParseResult.decodeUnknown(schema, { onExcessProperty: "error" })
   const isObject = (u: unknown): u is object => typeof u === "object" && u !== null
-  return Schema.transformOrFail(
-    Schema.declare((u: unknown): u is I => isObject(u), { identifier: "Object" }),
-    Schema.declare((u: unknown): u is A => isObject(u), { identifier: "Object" }),
-    {
-      strict: true,
-      decode: (encoded) =>
-        ParseResult.map(decode(encoded), (value) => {
-          remembered.set(value, encoded)
-          return value
-        }),
-      encode: (value) => {
-        const known = remembered.get(value)
-        if (known !== undefined) return ParseResult.succeed(known)
-        return ParseResult.map(encode(value), (encoded) => {
-          remembered.set(value, encoded)
-          return encoded
-        })
+  return {
+    schema: Schema.transformOrFail(
+      Schema.declare((u: unknown): u is I => isObject(u), { identifier: "Object" }),
+      Schema.declare((u: unknown): u is A => isObject(u), { identifier: "Object" }),
+      {
+        strict: true,
+        decode: (encoded) =>
+          ParseResult.map(decode(encoded), (value) => {
+            remembered.set(value, encoded)
+            return value
+          }),
+        encode: (value) => {
+          const known = remembered.get(value)
+          if (known !== undefined) return ParseResult.succeed(known)
+          return ParseResult.map(encodeEffect(value), (encoded) => {
+            remembered.set(value, encoded)
+            return encoded
+          })
+        }
       }
-    }
-  )
+    ),
+    encode
+  }
 }

@@ -99,13 +99,13 @@ export type Auction = OpenAuction | EndedAuction
 
 /** An ended auction never changes until its purge: checkpoints and snapshots reuse its encoding. */
 const StoredEndedAuction = EncodedOnce(EndedAuction)
-const encodeEndedAuction = Schema.encodeSync(StoredEndedAuction)
+const encodeEndedAuction = StoredEndedAuction.encode
 
 const StateFields = Schema.Struct({
   /** The id the next `CreateAuction` gets: every replica assigns the same. */
   nextAuctionId: AuctionId,
   open: HashMapByNumber(AuctionId, OpenAuction),
-  history: HashMapByNumber(AuctionId, StoredEndedAuction)
+  history: HashMapByNumber(AuctionId, StoredEndedAuction.schema)
 })
 
 const consistent = (state: typeof StateFields.Type): string | true => {
