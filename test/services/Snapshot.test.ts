@@ -64,4 +64,42 @@ describe("Checkpoints and snapshot transfer (DESIGN §5)", () => {
     expect(result.largestChunkBytes).toBeLessThan(DatagramBytesDefault - 300)
     expect(result.lines).toBe(2_200)
   })
+
+  it("a follower down while the leader checkpointed, but within catchUpEntries of it, catches up from the log", () => {
+    const result = runScenario(
+      Effect.gen(function* () {
+        const cluster = yield* makeSimCluster({
+          ids,
+          machine: ledger,
+          config: { expect: 3, checkpointEntries: 200, catchUpEntries: 300 },
+          recordSends: true
+        })
+        yield* Effect.forEach(ids, (id) => cluster.start(id), { discard: true })
+        const leader = yield* cluster.awaitLeader(10_000)
+        const behind = ids.find((id) => id !== leader) ?? "s1"
+        yield* cluster.crash(behind)
+        yield* Effect.forEach(
+          Array.from({ length: 250 }, (_, i) => `line ${i}`),
+          (text) => cluster.propose(text, 60_000),
+          { concurrency: 32, discard: true }
+        )
+        const leaderStatus = (yield* cluster.statuses).find((s) => s.id === leader)
+        yield* cluster.start(behind)
+        yield* Effect.sleep(5_000)
+        const statuses = yield* cluster.statuses
+        return {
+          leaderCheckpointSeq: cluster.store(leader).checkpoint?.seq ?? 0,
+          leaderApplied: leaderStatus?.appliedSeq ?? 0,
+          caughtUp:
+            statuses.find((s) => s.id === behind)?.appliedSeq ===
+            statuses.find((s) => s.id === leader)?.appliedSeq,
+          chunks: cluster.sendEvents.filter((e) => e.tag === "SnapshotChunk").length
+        }
+      })
+    )
+    // The leader checkpointed past everything the follower held, yet sent it entries, not the snapshot.
+    expect(result.leaderCheckpointSeq).toBeGreaterThan(200)
+    expect(result.caughtUp).toBe(true)
+    expect(result.chunks).toBe(0)
+  })
 })
