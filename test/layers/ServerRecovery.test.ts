@@ -85,10 +85,19 @@ const committedState = (cluster: AgoraCluster) =>
     open: HashMap.size(state.auctions.open)
   }))
 
+/** Runs `use` on a fresh temporary data dir, removed afterwards. */
+const inTempDataDir = (use: (dataDir: string) => void): void => {
+  const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "agora-recovery-"))
+  try {
+    use(dataDir)
+  } finally {
+    Fs.rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
 describe("a server restarted with its SQLite data dir (DESIGN §5, Checkpoints and recovery)", () => {
   it("comes back with the identical committed state (auctions, sessions) and keeps serving the same clients", () => {
-    const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "agora-recovery-"))
-    try {
+    inTempDataDir((dataDir) => {
       const result = runScenario(
         Effect.gen(function* () {
           const first = yield* serverLife(dataDir)
@@ -193,14 +202,11 @@ describe("a server restarted with its SQLite data dir (DESIGN §5, Checkpoints a
         winner: result.carol,
         amount: 45
       })
-    } finally {
-      Fs.rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   })
 
   it("comes back with its ended auctions, which its checkpoint keeps one per row of checkpoint_part", () => {
-    const dataDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "agora-recovery-"))
-    try {
+    inTempDataDir((dataDir) => {
       const result = runScenario(
         Effect.gen(function* () {
           const first = yield* serverLife(dataDir)
@@ -238,8 +244,6 @@ describe("a server restarted with its SQLite data dir (DESIGN §5, Checkpoints a
       expect(result.parts).toEqual(["1", "2", "3"])
       expect(result.history).toBe(3)
       expect(result.recovered.encoded).toEqual(result.before.encoded)
-    } finally {
-      Fs.rmSync(dataDir, { recursive: true, force: true })
-    }
+    })
   })
 })
