@@ -190,6 +190,10 @@ export const applyCommitted = <S, C, E, Err>(replica: Replica<S, C, E, Err>): vo
     }
   }
   resolveCommitWaiters(replica)
+  // Nothing left uncommitted: the pending state equals the committed one. Sharing it keeps the
+  // leader from holding a second, separately evolved copy of every auction (10 MB more live
+  // data than a follower at 2,800 ended auctions, in a heap snapshot).
+  if (replica.lead !== null && replica.appliedSeq === replica.log.lastSeq) replica.lead.pending = replica.app
   maybeCheckpoint(replica)
 }
 

@@ -208,6 +208,25 @@ describe("Replication — commit (DESIGN §5; Raft Figure 8)", () => {
     expect(leader.app).toBe(7)
   })
 
+  it("once nothing is left uncommitted, the leader's pending state is its committed state itself", () => {
+    const leader = electLeader(["s1", "s2", "s3"])
+    const lead = leader.lead
+    if (lead === null) throw new Error("not leading")
+    const commitThrough = (seq: number) => {
+      step(leader, { _tag: "Persisted", lastSeq: leader.log.lastSeq }, leader.nowMs)
+      receive(leader, "s2", 2, { _tag: "ReplicateAck", success: true, matchSeq: seq, hintSeq: seq })
+    }
+    step(leader, { _tag: "Propose", proposal: 1, command: 4 }, leader.nowMs)
+    const first = leader.log.lastSeq
+    step(leader, { _tag: "Propose", proposal: 2, command: 5 }, leader.nowMs)
+    // A stand-in for a separately evolved copy: the pending state is never compared by value.
+    lead.pending = 100
+    commitThrough(first)
+    expect([leader.app, lead.pending]).toEqual([4, 100])
+    commitThrough(leader.log.lastSeq)
+    expect([leader.app, lead.pending]).toEqual([9, 9])
+  })
+
   it("the leader counts itself only after its own store write", () => {
     const leader = electLeader(["s1", "s2", "s3"])
     step(leader, { _tag: "Propose", proposal: 1, command: 4 }, leader.nowMs)
