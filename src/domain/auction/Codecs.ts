@@ -72,15 +72,13 @@ export interface EncodedOnce<A, I> {
 
 export const EncodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>): EncodedOnce<A, I> => {
   const remembered = new WeakMap<A, I>()
-  const encodeAnew = ParseResult.encodeSync(schema)
-  const encodeEffect = ParseResult.encode(schema)
-  const encode = (value: A): I => {
-    const known = remembered.get(value)
-    if (known !== undefined) return known
-    const encoded = encodeAnew(value)
+  const remember = (value: A, encoded: I): I => {
     remembered.set(value, encoded)
     return encoded
   }
+  const encodeAnew = ParseResult.encodeSync(schema)
+  const encodeEffect = ParseResult.encode(schema)
+  const encode = (value: A): I => remembered.get(value) ?? remember(value, encodeAnew(value))
   // Excess properties fail: a remembered input must be exactly what `encode` would give.
   const decode = ParseResult.decodeUnknown(schema, { onExcessProperty: "error" })
   const isObject = (u: unknown): u is object => typeof u === "object" && u !== null
@@ -92,16 +90,13 @@ export const EncodedOnce = <A extends object, I>(schema: Schema.Schema<A, I>): E
         strict: true,
         decode: (encoded) =>
           ParseResult.map(decode(encoded), (value) => {
-            remembered.set(value, encoded)
+            remember(value, encoded)
             return value
           }),
         encode: (value) => {
           const known = remembered.get(value)
           if (known !== undefined) return ParseResult.succeed(known)
-          return ParseResult.map(encodeEffect(value), (encoded) => {
-            remembered.set(value, encoded)
-            return encoded
-          })
+          return ParseResult.map(encodeEffect(value), (encoded) => remember(value, encoded))
         }
       }
     ),
