@@ -80,6 +80,7 @@ import { SqliteClient } from "@effect/sql-sqlite-node"
 import { Context, Effect, Either, ExecutionStrategy, Exit, Layer, ParseResult, Schema, Scope } from "effect"
 import { EntryBody, type LogEntry, Members } from "../domain/cluster/Entry.js"
 import type { HardState } from "../domain/cluster/Replica.js"
+import { noParts } from "../domain/cluster/StateMachine.js"
 import { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.js"
 import { Count } from "../domain/Schemas.js"
 import {
@@ -576,8 +577,6 @@ const applyOps = (db: Db, ops: ReadonlyArray<StoreOp>): Effect.Effect<Cursor, Sq
     }
     return { startSeq, lastSeq, parts, trimmedSeq }
   })
-
-const noParts: ReadonlyMap<string, unknown> = new Map()
 
 /**
  * Brings checkpoint_part from `written` to `next`: a part is written only when it is not the

@@ -39,7 +39,8 @@ export interface StoredState {
   readonly parts: ReadonlyMap<string, unknown>
 }
 
-const noParts: ReadonlyMap<string, unknown> = new Map()
+/** A state stored whole, as its root. */
+export const noParts: ReadonlyMap<string, unknown> = new Map()
 
 /** The state as a checkpoint keeps it (see `StateMachine.encodeStored`). */
 export const encodeStoredState = <S, C, E, Err>(machine: StateMachine<S, C, E, Err>, state: S): StoredState =>
