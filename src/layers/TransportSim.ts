@@ -34,6 +34,7 @@ import {
   TransportClosed,
   type TransportError,
   type TransportShape,
+  takeAllFrom,
   unsafeCountDrop
 } from "../services/Transport.js"
 import { type DatagramCodec, type Decoded, type Identity, logDrop, makeDatagramCodec } from "./Datagrams.js"
@@ -167,6 +168,7 @@ export const makeSim = (
       broadcast: (message) => deliver(network.broadcastAddress, message),
       incoming: Mailbox.toStream(inbox),
       receive: Effect.mapError(inbox.take, () => new TransportClosed()),
+      receiveAll: takeAllFrom(inbox),
       probe: (to) => (closed ? Effect.succeed(false) : attachment.probe(to))
     })
   }).pipe(Effect.annotateLogs({ node: options.identity.id }))

@@ -11,18 +11,22 @@
  *   Clients and `agora status` leave it closed (`listenDiscovery: false`):
  *   they only broadcast requests and read the answers on their unicast port.
  *
- * Receive path: each socket's `"message"` listener only copies the bytes into
- * a bounded sliding `Mailbox` (no Effect is run inside the listener); one
- * receive fiber, forked into the layer's scope, runs the shared datagram
- * pipeline (Datagrams.ts: size → MAC → decode → replay → reassembly) and hands
- * what passes to `incoming`. Nothing a peer sends can stop that fiber: every
- * failure is caught, counted and logged (DESIGN §1, promise 7).
+ * Receive path: each socket's `"message"` listener runs the shared datagram
+ * pipeline (Datagrams.ts: size → MAC → decode → replay → reassembly) as plain
+ * code, as the simulated network does at each arrival, and puts what passes
+ * into one bounded sliding `Mailbox`, which `incoming` and `receiveAll` drain.
+ * No Effect runs inside the listener: drops are counted at once and their log
+ * lines are handed to a reporting fiber. A fiber hand-over per datagram between
+ * the socket and its consumer cost more CPU than decoding it. Nothing a peer
+ * sends can break the listener: every failure is caught, counted and logged
+ * (DESIGN §1, promise 7).
  *
  * A node's own broadcasts reach its own discovery socket like anyone else's;
  * the cluster, which knows its own id, ignores them.
  */
 import * as Dgram from "node:dgram"
 import {
+  Cause,
   Config,
   type ConfigError,
   Effect,
@@ -38,7 +42,6 @@ import {
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
 import type { Address } from "../domain/Schemas.js"
 import {
-  countDrop,
   datagramsDropped,
   datagramsReceived,
   type Incoming,
@@ -47,9 +50,11 @@ import {
   Transport,
   TransportClosed,
   type TransportError,
-  type TransportShape
+  type TransportShape,
+  takeAllFrom,
+  unsafeCountDrop
 } from "../services/Transport.js"
-import { type Identity, makeDatagramCodec } from "./Datagrams.js"
+import { type DatagramCodec, type Decoded, type Identity, logDrop, makeDatagramCodec } from "./Datagrams.js"
 
 /** Where the unicast socket binds unless told (`--bind`). */
 export const BindAddressDefault = "0.0.0.0"
@@ -63,16 +68,12 @@ export const BroadcastAddressDefault = "255.255.255.255"
  */
 export const SocketBufferBytes = 4 * 1024 * 1024
 /**
- * Received datagrams waiting for the decoder: an extension of the socket
- * buffer that absorbs bursts while the receive fiber is busy. Memory is at
- * most this many times (datagram limit + 1) bytes: an oversize datagram is cut
- * to limit + 1 bytes before it is queued (enough to be counted as oversize).
+ * Decoded messages waiting for their consumer: an extension of the socket buffer that absorbs
+ * bursts while the consumer is busy. Past it the oldest is dropped (and counted as "overflow").
  */
 export const ReceiveQueueCapacityDefault = 2048
-/** Send failures kept for the log until the receive fiber logs them; more are only counted. */
-const SendFailuresKept = 16
-/** Decoded messages waiting for the consumer of `incoming`; past it the receive fiber waits. */
-export const IncomingQueueCapacity = 1024
+/** Log lines (drops, send failures, socket errors) waiting for the reporting fiber; more are only counted. */
+const ReportsKept = 64
 
 export interface UdpOptions {
   /** Who this node is on the wire. */
@@ -96,7 +97,7 @@ export interface UdpOptions {
    * status` pass false: they broadcast from, and hear answers on, the unicast socket.
    */
   readonly listenDiscovery?: boolean | undefined
-  /** Default ReceiveQueueCapacityDefault. */
+  /** Decoded messages waiting for the consumer. Default ReceiveQueueCapacityDefault. */
   readonly receiveQueueCapacity?: number | undefined
 }
 
@@ -123,20 +124,13 @@ export const sendFailureCount = (node: string, code: string): Effect.Effect<numb
 
 type SocketName = "unicast" | "discovery"
 
-/** What the socket listeners hand the receive fiber. */
-type Received =
-  | { readonly _tag: "Datagram"; readonly bytes: Uint8Array; readonly source: Address }
-  | { readonly _tag: "SocketError"; readonly socket: SocketName; readonly error: Error }
-  /** A send failed: a wake-up for the receive fiber, which logs the failures (see `sendAll`). */
-  | { readonly _tag: "SendFailed" }
-
 interface SocketSpec {
   readonly name: SocketName
   readonly address: string
   readonly port: number
   readonly reuseAddr: boolean
   readonly onMessage: (message: Buffer, remote: Dgram.RemoteInfo) => void
-  /** Errors after the bind; they are handed to the receive fiber to be logged. */
+  /** Errors after the bind; they are handed to the reporting fiber to be logged. */
   readonly onError: (error: Error) => void
 }
 
@@ -229,7 +223,7 @@ const checkPort = (name: string, port: number, min: number): Effect.Effect<void>
     : Effect.dieMessage(`${name} must be an integer between ${min} and 65535, got ${port}`)
 
 /**
- * Builds the transport in the current scope: binds its sockets, forks its receive fiber; the
+ * Builds the transport in the current scope: binds its sockets, forks its reporting fiber; the
  * scope's end stops the fiber, closes the sockets (their ports are free once it is done),
  * ends `incoming`, and makes every later `send`/`broadcast` fail with `TransportClosed`.
  */
@@ -254,40 +248,74 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
       )
     }
 
-    // Sliding, not dropping: when the decoder falls behind, the oldest datagram goes. The newest
+    // Sliding, not dropping: when the consumer falls behind, the oldest message goes. The newest
     // carry the freshest protocol state (the current epoch's heartbeats, cumulative acks that
     // subsume older ones, clients' latest retries), and whatever is lost is retransmitted.
-    const received = yield* Mailbox.make<Received>({ capacity: receiveCapacity, strategy: "sliding" })
-    // Suspend: a slow consumer holds the receive fiber back, so the one place that drops (and
-    // counts) is the sliding mailbox above.
-    const delivered = yield* Mailbox.make<Incoming>({ capacity: IncomingQueueCapacity, strategy: "suspend" })
+    const delivered = yield* Mailbox.make<Incoming>({ capacity: receiveCapacity, strategy: "sliding" })
+    // Log lines of what happened in the listeners and send callbacks, where no Effect runs.
+    const reports = yield* Mailbox.make<Effect.Effect<void>>({ capacity: ReportsKept, strategy: "dropping" })
     // Finalizers run last-added first: these two run after the sockets are closed.
     yield* Effect.addFinalizer(() => delivered.end)
-    yield* Effect.addFinalizer(() => received.shutdown)
+    yield* Effect.addFinalizer(() => reports.shutdown)
 
     const overflowCounter = Metric.tagged(Metric.tagged(datagramsDropped, "node", node), "reason", "overflow")
+    const receivedCounter = Metric.tagged(datagramsReceived, "node", node)
     // Overflow is counted at once, in the listener: metrics are global, so this needs no fiber
-    // and loses no context, and the count is right even while the receive fiber waits on a
-    // stalled consumer. The warning is logged by the receive fiber.
+    // and loses no context. One warning covers every overflow until it is logged.
     let overflowUnlogged = 0
-    const enqueue = (item: Received): void => {
-      const size = received.unsafeSize()
-      // Full: the sliding mailbox drops its oldest datagram to take this one.
+    const logOverflow = Effect.suspend(() => {
+      const count = overflowUnlogged
+      overflowUnlogged = 0
+      return Effect.logWarning("receive queue full: oldest datagrams dropped").pipe(
+        Effect.annotateLogs({ dropped: count })
+      )
+    })
+    const deliver = (incoming: Incoming): void => {
+      const size = delivered.unsafeSize()
+      // Full: the sliding mailbox drops its oldest message to take this one.
       if (Option.isSome(size) && size.value >= receiveCapacity) {
         overflowCounter.unsafeUpdate(1, [])
         overflowUnlogged += 1
+        // With the reports full, the next overflow tries again.
+        if (overflowUnlogged === 1 && !reports.unsafeOffer(logOverflow)) overflowUnlogged = 0
       }
-      received.unsafeOffer(item)
+      delivered.unsafeOffer(incoming)
+      receivedCounter.unsafeUpdate(1, [])
     }
+
+    // The codec needs the bound port, which exists only once the socket is bound; a datagram
+    // that comes before it (a broadcast, in that instant) is dropped, as a full buffer would.
+    let codec: DatagramCodec | undefined
     const onMessage = (message: Buffer, remote: Dgram.RemoteInfo): void => {
-      const bytes =
-        message.byteLength > limitBytes ? new Uint8Array(message.subarray(0, limitBytes + 1)) : message
-      enqueue({ _tag: "Datagram", bytes, source: { host: remote.address, port: remote.port } })
+      const source: Address = { host: remote.address, port: remote.port }
+      if (codec === undefined) {
+        unsafeCountDrop(node, "unready")
+        return
+      }
+      let decoded: Decoded
+      try {
+        decoded = codec.decodeAt(message, source, Date.now())
+      } catch (defect) {
+        // Whatever a datagram causes, defects of the pipeline included, stays with it.
+        unsafeCountDrop(node, "defect")
+        reports.unsafeOffer(Effect.logError("datagram handling failed", Cause.die(defect)))
+        return
+      }
+      if (decoded._tag === "Message") deliver(decoded.incoming)
+      else if (decoded._tag === "Dropped") {
+        unsafeCountDrop(node, decoded.reason)
+        reports.unsafeOffer(logDrop(node, decoded, source))
+      }
     }
     const onErrorOf =
       (socket: SocketName) =>
-      (error: Error): void =>
-        enqueue({ _tag: "SocketError", socket, error })
+      (error: Error): void => {
+        reports.unsafeOffer(
+          Effect.logWarning("socket error").pipe(
+            Effect.annotateLogs({ socket, code: errorCode(error), error: error.message })
+          )
+        )
+      }
 
     const unicast = yield* openSocket({
       name: "unicast",
@@ -310,69 +338,25 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
     const bound = unicast.address()
     const address: Address = { host: bound.address, port: bound.port }
 
-    const codec = makeDatagramCodec({
+    const sendingCodec = makeDatagramCodec({
       identity: options.identity,
       port: bound.port,
       boot: options.boot,
       maxDatagramBytes: limitBytes,
       clusterKey: options.clusterKey
     })
-    const receivedCounter = Metric.tagged(datagramsReceived, "node", node)
+    codec = sendingCodec
 
-    /** What one received item becomes: an envelope for `incoming`, or nothing (dropped, or logged). */
-    const handle = (item: Received): Effect.Effect<Option.Option<Incoming>> => {
-      if (item._tag === "SendFailed") return Effect.as(logSendFailures, Option.none())
-      if (item._tag === "SocketError") {
-        return Effect.as(
-          Effect.logWarning("socket error").pipe(
-            Effect.annotateLogs({
-              socket: item.socket,
-              code: errorCode(item.error),
-              error: item.error.message
-            })
-          ),
-          Option.none()
-        )
-      }
-      return codec.decode(item.bytes, item.source)
-    }
-    // Catches everything a datagram can cause, defects of the pipeline included: the loop lives on.
-    const handleSafely = (item: Received): Effect.Effect<Option.Option<Incoming>> =>
-      Effect.catchAllCause(handle(item), (cause) =>
-        Effect.as(
-          Effect.zipRight(countDrop(node, "defect"), Effect.logError("datagram handling failed", cause)),
-          Option.none()
-        )
-      )
-    const logOverflow = Effect.suspend(() => {
-      const count = overflowUnlogged
-      overflowUnlogged = 0
-      return count === 0
-        ? Effect.void
-        : Effect.logWarning("receive queue full: oldest datagrams dropped").pipe(
-            Effect.annotateLogs({ dropped: count })
-          )
-    })
-    // Everything the socket buffered since the last pass is decoded, then handed on in one
-    // offer and counted in one update: per-datagram offers and metric updates cost more than
-    // the decoding itself.
-    const receiveLoop: Effect.Effect<void> = Effect.gen(function* () {
-      while (true) {
-        const [items, done] = yield* received.takeAll
-        yield* logOverflow
-        const batch: Array<Incoming> = []
-        for (const item of items) {
-          const incoming = yield* handleSafely(item)
-          if (Option.isSome(incoming)) batch.push(incoming.value)
+    // Reports are logged in the layer's fiber context (its log annotations), in the order made.
+    yield* Effect.forkScoped(
+      Effect.gen(function* () {
+        while (true) {
+          const [logs, done] = yield* reports.takeAll
+          for (const log of logs) yield* log
+          if (done) return
         }
-        if (batch.length > 0) {
-          yield* Metric.incrementBy(receivedCounter, batch.length)
-          yield* delivered.offerAll(batch)
-        }
-        if (done) return
-      }
-    })
-    yield* Effect.forkScoped(receiveLoop)
+      })
+    )
 
     // Set first thing when the scope closes (this finalizer was added last).
     let closed = false
@@ -382,49 +366,21 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
       })
     )
 
-    /**
-     * Send failures the socket reported, waiting for the receive fiber to log them (no Effect
-     * runs in a socket callback). Counted at once, like overflow; at most SendFailuresKept
-     * are kept for the log, the rest only counted.
-     */
-    const sendFailuresUnlogged: Array<{
-      readonly to: Address
-      readonly body: string
-      readonly error: unknown
-    }> = []
-    let sendFailuresUncounted = 0
+    /** A failed send is counted at once and logged by the reporting fiber (no Effect runs in a socket callback). */
     const onSendFailure = (to: Address, body: string, error: unknown): void => {
       sendFailedFor(node, errorCode(error)).unsafeUpdate(1, [])
-      if (sendFailuresUnlogged.length >= SendFailuresKept) {
-        sendFailuresUncounted += 1
-        return
-      }
-      sendFailuresUnlogged.push({ to, body, error })
-      // The first one since the last log wakes the receive fiber, which logs them.
-      if (sendFailuresUnlogged.length === 1 && !closed) enqueue({ _tag: "SendFailed" })
-    }
-    const logSendFailures = Effect.suspend(() => {
-      if (sendFailuresUnlogged.length === 0) return Effect.void
-      const failures = sendFailuresUnlogged.splice(0, sendFailuresUnlogged.length)
-      const more = sendFailuresUncounted
-      sendFailuresUncounted = 0
-      return Effect.forEach(
-        failures,
-        ({ to, body, error }) =>
-          // Not fatal: UDP promises nothing, and every protocol step retransmits.
-          Effect.logWarning("datagram send failed").pipe(
-            Effect.annotateLogs({
-              node,
-              to: `${to.host}:${to.port}`,
-              body,
-              code: errorCode(error),
-              error: asError(error).message,
-              ...(more > 0 ? { moreFailuresNotLogged: more } : {})
-            })
-          ),
-        { discard: true }
+      // Not fatal: UDP promises nothing, and every protocol step retransmits.
+      reports.unsafeOffer(
+        Effect.logWarning("datagram send failed").pipe(
+          Effect.annotateLogs({
+            to: `${to.host}:${to.port}`,
+            body,
+            code: errorCode(error),
+            error: asError(error).message
+          })
+        )
       )
-    })
+    }
 
     /**
      * Hands every datagram to the socket without waiting for the kernel's answer: a sender
@@ -444,10 +400,10 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
       }
     }
 
-    const deliver = (to: Address, message: Outgoing): Effect.Effect<void, TransportError> =>
+    const sendTo = (to: Address, message: Outgoing): Effect.Effect<void, TransportError> =>
       Effect.suspend((): Effect.Effect<void, TransportError> => {
         if (closed) return Effect.fail(new TransportClosed())
-        const datagrams = codec.encode(message)
+        const datagrams = sendingCodec.encode(message)
         if (Either.isLeft(datagrams)) return datagrams
         sendAll(datagrams.right, to, message.body._tag)
         return Effect.void
@@ -491,10 +447,11 @@ export const makeUdp = (options: UdpOptions): Effect.Effect<TransportShape, UdpB
 
     return Transport.of({
       address,
-      send: deliver,
-      broadcast: (message) => deliver(broadcastTo, message),
+      send: sendTo,
+      broadcast: (message) => sendTo(broadcastTo, message),
       incoming: Mailbox.toStream(delivered),
       receive: Effect.mapError(delivered.take, () => new TransportClosed()),
+      receiveAll: takeAllFrom(delivered),
       probe
     })
   }).pipe(Effect.annotateLogs({ node: options.identity.id }))

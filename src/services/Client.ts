@@ -95,7 +95,7 @@ import {
   type ReplyResult
 } from "../domain/Messages.js"
 import type { Address } from "../domain/Schemas.js"
-import { type Incoming, Transport } from "./Transport.js"
+import { forEachBatch, type Incoming, Transport } from "./Transport.js"
 
 export type { DeliveredNotice } from "../domain/ClientStreams.js"
 
@@ -584,7 +584,12 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
         yield* connectionKicks.offer(undefined)
       })
 
-    yield* Effect.forkScoped(loudly("receive", Stream.runForEach(transport.incoming, handle)))
+    yield* Effect.forkScoped(
+      loudly(
+        "receive",
+        forEachBatch(transport, (batch) => Effect.forEach(batch, handle, { discard: true }))
+      )
+    )
 
     // -- connection: discovery, registration, pings -----------------------------------
 

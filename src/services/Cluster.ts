@@ -26,8 +26,7 @@ import {
   Queue,
   Random,
   Schema,
-  Scope,
-  Stream
+  Scope
 } from "effect"
 import { type ClusterConfig, defaultClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry, Member } from "../domain/cluster/Entry.js"
@@ -49,7 +48,7 @@ import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../domain/Ids.j
 import type { LeaderInfo } from "../domain/Messages.js"
 import { LogStore, Opened, type Stored, type StoreOp } from "./LogStore.js"
 import { serverSettings, setting } from "./Setting.js"
-import { type Incoming, Transport } from "./Transport.js"
+import { forEachBatch, type Incoming, Transport } from "./Transport.js"
 
 /** Not the leader: the request may or may not have been applied; ask `leader` (if known). */
 export class NotLeader extends Schema.TaggedError<NotLeader>()("NotLeader", {
@@ -405,19 +404,31 @@ export const makeCluster = <S, C, E, Err>(
       )
     )
 
-    const receive = (incoming: Incoming): Effect.Effect<void> => {
-      const { envelope, source } = incoming
-      if (clientBodies.has(envelope.body._tag)) {
-        return options.onClientMessage === undefined ? Effect.void : options.onClientMessage(incoming)
-      }
-      return Queue.offer(inbox, {
-        _tag: "Receive",
-        body: envelope.body,
-        meta: { from: envelope.from, group: envelope.group, epoch: envelope.epoch },
-        source
+    /** A batch of datagrams: the cluster's go to the replica in one offer, the application's to it in order. */
+    const receive = (batch: ReadonlyArray<Incoming>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const inputs: Array<Input<C>> = []
+        const forClients: Array<Incoming> = []
+        for (const incoming of batch) {
+          const { envelope, source } = incoming
+          if (clientBodies.has(envelope.body._tag)) {
+            forClients.push(incoming)
+            continue
+          }
+          inputs.push({
+            _tag: "Receive",
+            body: envelope.body,
+            meta: { from: envelope.from, group: envelope.group, epoch: envelope.epoch },
+            source
+          })
+        }
+        const toReplica = inputs.length === 0 ? Effect.void : Queue.offerAll(inbox, inputs)
+        const onClient = options.onClientMessage
+        return onClient === undefined || forClients.length === 0
+          ? toReplica
+          : Effect.zipRight(toReplica, Effect.forEach(forClients, onClient, { discard: true }))
       })
-    }
-    yield* Effect.forkScoped(Stream.runForEach(transport.incoming, receive))
+    yield* Effect.forkScoped(forEachBatch(transport, receive))
 
     const submit = (makeInput: (proposal: number) => Input<C>): Effect.Effect<Outcome<S, Err>> =>
       Effect.gen(function* () {
