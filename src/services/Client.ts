@@ -14,15 +14,19 @@
  *   so a retried Register gets the same session and a restarted process with
  *   a fixed `--id` never gets its previous life's session (whose request ids
  *   are ahead of ours: ours would be dropped as stale, unanswered).
- * - Requests: one in flight (TigerBeetle); the rest wait in a bounded queue
- *   (`queueCapacity`), and a call that finds it full fails at once with
- *   `ClientBusy` (nothing sent). Request ids rise strictly over the whole
- *   process, so they rise within every session and a reply names its request
- *   unambiguously. A request is resent with the same id every
- *   `retryIntervalMs`, and at once when the leader changes, until a reply with
- *   its id arrives (from any server: a deposed leader's late reply is a true
- *   answer) or `requestTimeoutMs` passes (counted from when it leaves the queue;
- *   the wait in the queue is bounded by the queue's capacity instead).
+ * - Requests: one in flight (TigerBeetle); the rest wait, in the order they
+ *   came, up to `queueCapacity` of them, and a call that finds that many
+ *   waiting fails at once with `ClientBusy` (nothing sent). A request runs in
+ *   its caller's fiber: its reply wakes the caller directly. Request ids rise
+ *   strictly over the whole process, so they rise within every session and a
+ *   reply names its request unambiguously. A request is resent with the same
+ *   id every `retryIntervalMs` (by the client's timer, on its next tick after
+ *   that), and at once when the leader changes, until a reply with its id
+ *   arrives (from any server: a deposed leader's late reply is a true answer)
+ *   or `requestTimeoutMs` passes (counted from when it stops waiting for its
+ *   turn; the wait for the turn is bounded by the queue's capacity instead).
+ *   A caller interrupted while its request is in flight stops waiting for it
+ *   and frees the turn: that request may or may not be applied.
  * - Leader changes: `NotLeader { leader }` from the server we target switches
  *   to `leader` (at an epoch no lower) and resends at once; `NotLeader { null }`
  *   rediscovers. `LeaderChanged` and discovery answers switch only to a higher
@@ -254,15 +258,17 @@ interface Conn {
   readonly nonce: number | null
 }
 
-type Kick =
-  | { readonly _tag: "Reply"; readonly requestId: number; readonly result: ReplyResult }
-  | { readonly _tag: "Resend" }
-
-interface Job {
+/** The request in flight: what the receive loop, a leader change and the timer need to answer or resend it. */
+interface InFlight {
+  readonly requestId: RequestId
+  /** Bound to this session for good: never resent under another (DESIGN §5). */
+  readonly session: OpenSession
   readonly op: ClientOp
-  readonly deferred: Deferred.Deferred<ReplyResult, RequestError>
-  /** The caller stopped waiting before the job started: skip it. */
-  cancelled: boolean
+  readonly deadlineMs: number
+  /** When the timer sends it again, unless answered first. */
+  resendAtMs: number
+  /** Its reply, or null once the deadline passed unanswered. */
+  readonly answer: Deferred.Deferred<ReplyResult | null>
 }
 
 /** What adopting a leader did. */
@@ -278,9 +284,6 @@ const validateOp = Schema.validateEither(ClientOp)
 /** A broken invariant stops a loop of the client: say so, instead of leaving callers waiting in silence. */
 const loudly = <A, E>(loop: string, self: Effect.Effect<A, E>): Effect.Effect<A, E> =>
   Effect.tapDefect(self, (defect) => Effect.logFatal(`client ${loop} loop died`, defect))
-
-const describeReply = (result: ReplyResult): string =>
-  result._tag === "Failed" ? `Failed ${result.code}` : result._tag
 
 /** Builds the client in the current scope; its fibers (receive, connection, requests, notices) stop with it. */
 export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, Transport | Scope> =>
@@ -315,18 +318,16 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
     // See the module comment: a restarted process never reuses a nonce of its previous life.
     let nonceNext = (yield* Clock.currentTimeMillis) * 1000 + (yield* Random.nextIntBetween(0, 1000))
     let requestIdNext = 1
-    /** The request id in flight, read by the receive loop to route its reply. */
-    let inflight: number | null = null
+    let inflight: InFlight | null = null
     /** When the leader last said anything (any datagram from its id). */
     let heardMs = 0
     /** Owned by synchronous sections only (receive loop, tick, worker): never torn. */
     let streams: ClientStreams = emptyStreams
 
-    const jobs = yield* Queue.dropping<Job>(queueCapacity)
-    /** Jobs whose caller waits: the queued ones and the one in flight (≤ queueCapacity + 1). */
-    const outstanding = new Set<Job>()
-    // Sliding: only the newest kicks matter, and the receive loop must never wait on the worker.
-    const kicks = yield* Queue.sliding<Kick>(16)
+    // The turn to have a request in flight; Effect's semaphore serves waiters in the order they came.
+    const turn = yield* Effect.makeSemaphore(1)
+    /** Callers waiting for the turn or holding it (≤ queueCapacity + 1). */
+    let callers = 0
     const connectionKicks = yield* Queue.sliding<void>(1)
     const delivered = yield* Queue.bounded<DeliveredNotice>(noticesCapacity)
     const leaderEvents = yield* Queue.sliding<LeaderChange>(leaderChangesCapacity)
@@ -334,9 +335,7 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
     // Finalizers run last-added first: this one runs after the fibers below are interrupted.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
-        for (const job of outstanding) yield* Deferred.interrupt(job.deferred)
-        outstanding.clear()
-        yield* Queue.shutdown(jobs)
+        if (inflight !== null) yield* Deferred.interrupt(inflight.answer)
         yield* Queue.shutdown(delivered)
         yield* Queue.shutdown(leaderEvents)
       })
@@ -429,7 +428,7 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
           return
         }
         heardMs = yield* nowMs
-        yield* kicks.offer({ _tag: "Resend" })
+        if (inflight !== null) yield* sendRequest(inflight)
         const leader = current.leader
         if (adoption !== "changed" || leader === null) return
         yield* Effect.logInfo("leader changed").pipe(
@@ -547,8 +546,8 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
           case "Registered":
             return yield* onRegistered(body, envelope)
           case "Reply":
-            if (inflight !== null && body.requestId === inflight) {
-              yield* kicks.offer({ _tag: "Reply", requestId: body.requestId, result: body.result })
+            if (inflight !== null && body.requestId === inflight.requestId) {
+              yield* Deferred.succeed(inflight.answer, body.result)
             }
             return
           case "Notify":
@@ -632,18 +631,35 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
 
     // -- notices timer ---------------------------------------------------------------------
 
-    const noticeTick: Effect.Effect<void> = Effect.gen(function* () {
-      yield* Effect.sleep(noticeTickMs)
+    // -- timer: notices, and the request in flight ---------------------------------------
+    // One fiber for both: a timeout race per request cost more than the request's own work. A
+    // request starts at least one period before its first resend, so a tick is never missed.
+
+    const timerPeriodMs = Math.min(noticeTickMs, retryIntervalMs)
+    let noticeTickDueMs = 0
+
+    const timerTick: Effect.Effect<void> = Effect.gen(function* () {
       const now = yield* nowMs
-      const sends = yield* Effect.sync(() => {
-        const step = tick(streams, now, roomOf(), limits)
-        streams = step.streams
-        return deliverNow(step.outputs)
-      })
-      yield* sendStreamOutputs(sends, null)
+      if (now >= noticeTickDueMs) {
+        noticeTickDueMs = now + noticeTickMs
+        const sends = yield* Effect.sync(() => {
+          const step = tick(streams, now, roomOf(), limits)
+          streams = step.streams
+          return deliverNow(step.outputs)
+        })
+        yield* sendStreamOutputs(sends, null)
+      }
+      const request = inflight
+      let dueMs = noticeTickDueMs
+      if (request !== null) {
+        if (now >= request.deadlineMs) yield* Deferred.succeed(request.answer, null)
+        else if (now >= request.resendAtMs) yield* sendRequest(request)
+        dueMs = Math.min(dueMs, request.resendAtMs, request.deadlineMs)
+      }
+      yield* Effect.sleep(Math.max(1, Math.min(dueMs - now, timerPeriodMs)))
     })
 
-    yield* Effect.forkScoped(loudly("notices", Effect.forever(noticeTick)))
+    yield* Effect.forkScoped(loudly("timer", Effect.forever(timerTick)))
 
     // -- requests ---------------------------------------------------------------------------
 
@@ -681,11 +697,25 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
       })
     )
 
-    /** One request, from leaving the queue to its answer. */
+    /** Sends the request in flight to the leader, if one is known (its adoption sends it again). */
+    const sendRequest = (request: InFlight): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        request.resendAtMs = (yield* nowMs) + retryIntervalMs
+        const leader = (yield* SubscriptionRef.get(conn)).leader
+        if (leader === null) return
+        yield* send(leader.address, {
+          _tag: "Request",
+          session: request.session.session,
+          token: request.session.token,
+          requestId: request.requestId,
+          op: request.op
+        })
+      })
+
+    /** One request, from its turn to its answer. */
     const run = (op: ClientOp): Effect.Effect<ReplyResult, RequestError> =>
       Effect.gen(function* () {
         const startMs = yield* nowMs
-        const deadlineMs = startMs + requestTimeoutMs
         const connected = yield* awaitConnected(requestTimeoutMs)
         const current = yield* SubscriptionRef.get(conn)
         if (Option.isNone(connected) || current.session === null) {
@@ -693,67 +723,44 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
             message: `no leader and session within ${requestTimeoutMs} ms: the request was not sent`
           })
         }
-        // Bound to this session for good: never resent under another (DESIGN §5).
         const session = current.session
         const requestId = requestIdNext as RequestId
         requestIdNext += 1
-        inflight = requestId
-        yield* Queue.takeAll(kicks)
-        let sendAtMs = yield* nowMs
-        for (;;) {
-          const now = yield* nowMs
-          if (now >= deadlineMs) {
-            return yield* new Timeout({
-              requestId,
-              message: `no answer within ${requestTimeoutMs} ms: the request may have been applied`
-            })
-          }
-          if (now >= sendAtMs) {
-            const leader = (yield* SubscriptionRef.get(conn)).leader
-            // No leader: wait for one (its adoption kicks a resend).
-            if (leader !== null) {
-              yield* send(leader.address, {
-                _tag: "Request",
-                session: session.session,
-                token: session.token,
-                requestId,
-                op
-              })
-            }
-            sendAtMs = now + retryIntervalMs
-          }
-          const kick = yield* Effect.timeoutOption(Queue.take(kicks), Math.min(sendAtMs, deadlineMs) - now)
-          if (Option.isNone(kick)) continue
-          if (kick.value._tag === "Resend") {
-            sendAtMs = yield* nowMs
-            continue
-          }
-          if (kick.value.requestId !== requestId) continue
-          const result = kick.value.result
-          if (result._tag === "Failed" && result.code === "SessionExpired") {
-            // The session is gone; a new one starts later requests. This one may have been applied.
-            yield* SubscriptionRef.update(conn, (c) =>
-              c.session?.session === session.session ? { ...c, session: null } : c
-            )
-            yield* connectionKicks.offer(undefined)
-            return yield* new Timeout({
-              requestId,
-              message: "the session expired: the request may have been applied"
-            })
-          }
-          yield* Effect.logDebug("answered").pipe(
-            Effect.annotateLogs({ requestId, result: describeReply(result) })
-          )
-          yield* Effect.sync(() => {
-            // Auctions this session takes part in are followed (and resubscribed after a failover).
-            if (result._tag === "Created" || result._tag === "Joined") {
-              streams = track(streams, result.auction, limits)
-            } else if (result._tag === "Failed" && result.code === "AlreadyJoined" && op._tag === "Join") {
-              streams = track(streams, op.auction, limits)
-            }
-          })
-          return result
+        const request: InFlight = {
+          requestId,
+          session,
+          op,
+          deadlineMs: startMs + requestTimeoutMs,
+          resendAtMs: 0,
+          answer: yield* Deferred.make<ReplyResult | null>()
         }
+        inflight = request
+        yield* sendRequest(request)
+        const result = yield* Deferred.await(request.answer)
+        if (result === null) {
+          return yield* new Timeout({
+            requestId,
+            message: `no answer within ${requestTimeoutMs} ms: the request may have been applied`
+          })
+        }
+        if (result._tag === "Failed" && result.code === "SessionExpired") {
+          // The session is gone; a new one starts later requests. This one may have been applied.
+          yield* SubscriptionRef.update(conn, (c) =>
+            c.session?.session === session.session ? { ...c, session: null } : c
+          )
+          yield* connectionKicks.offer(undefined)
+          return yield* new Timeout({
+            requestId,
+            message: "the session expired: the request may have been applied"
+          })
+        }
+        // Auctions this session takes part in are followed (and resubscribed after a failover).
+        if (result._tag === "Created" || result._tag === "Joined") {
+          streams = track(streams, result.auction, limits)
+        } else if (result._tag === "Failed" && result.code === "AlreadyJoined" && op._tag === "Join") {
+          streams = track(streams, op.auction, limits)
+        }
+        return result
       }).pipe(
         Effect.ensuring(
           Effect.sync(() => {
@@ -762,41 +769,25 @@ export const make = (options: ClientOptions): Effect.Effect<ClientShape, never, 
         )
       )
 
-    const worker: Effect.Effect<never> = Effect.forever(
-      Effect.gen(function* () {
-        const job = yield* Queue.take(jobs)
-        if (job.cancelled) {
-          outstanding.delete(job)
-          return
-        }
-        const exit = yield* Effect.exit(run(job.op))
-        outstanding.delete(job)
-        yield* Deferred.done(job.deferred, exit)
-      })
-    )
-    yield* Effect.forkScoped(loudly("requests", worker))
-
     const request = (op: ClientOp): Effect.Effect<ReplyResult, RequestError> =>
-      Effect.gen(function* () {
+      Effect.suspend(() => {
         const valid = validateOp(op)
         if (valid._tag === "Left") {
           // The wire schema would refuse to encode it: answer as the server would.
           const message = valid.left.message.slice(0, 1000)
-          return { _tag: "Failed", code: "InvalidRequest", message } satisfies ReplyResult
+          return Effect.succeed({ _tag: "Failed", code: "InvalidRequest", message } satisfies ReplyResult)
         }
-        const deferred = yield* Deferred.make<ReplyResult, RequestError>()
-        const job: Job = { op: valid.right, deferred, cancelled: false }
-        if (!(yield* Queue.offer(jobs, job))) {
-          return yield* new ClientBusy({ capacity: queueCapacity })
-        }
-        outstanding.add(job)
-        return yield* Deferred.await(deferred).pipe(
-          Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              job.cancelled = true
-            })
+        if (callers > queueCapacity) return Effect.fail(new ClientBusy({ capacity: queueCapacity }))
+        callers += 1
+        return turn
+          .withPermits(1)(run(valid.right))
+          .pipe(
+            Effect.ensuring(
+              Effect.sync(() => {
+                callers -= 1
+              })
+            )
           )
-        )
       })
 
     /** The answer of a helper: its expected reply, `Refused` for `Failed`, a defect for anything else. */
