@@ -80,6 +80,12 @@ export interface AuctionServerConfig {
   readonly retentionMs: number
   /** Unacknowledged notifications are resent after this long. */
   readonly notifyResendMs: number
+  /**
+   * A `BidReceivedNotice` waits at most this long for company before it is sent:
+   * the other bids of its round, and the round's end, which goes at once and takes it along. A
+   * round's notices then share a few datagrams (and acks) instead of one each. 0: never waits.
+   */
+  readonly noticeLingerMs: number
   /** The datagram limit: list pages are cut to fit it. */
   readonly maxDatagramBytes: number
 }
@@ -90,6 +96,7 @@ export const defaultAuctionServerConfig: AuctionServerConfig = {
   sessionTimeoutMs: 60_000,
   retentionMs: 5 * 60_000,
   notifyResendMs: 300,
+  noticeLingerMs: 100,
   maxDatagramBytes: 1_400
 }
 
@@ -370,6 +377,9 @@ export const makeAuctionServer = (
         const streams = new Map<string, NoticeStream>()
         const activity = new Map<SessionId, number>()
         const dirty = yield* Queue.unbounded<string>()
+        /** Streams whose only new notices are bids received: they wait for company (`noticeLingerMs`). */
+        const lingering = yield* Queue.unbounded<string>()
+        const lingerQueued = new Set<string>()
         const startedMs = yield* Clock.currentTimeMillis
         /** The time as of the resender's last pass: precise enough for session activity, and free to read. */
         let nowMs = startedMs
@@ -542,6 +552,22 @@ export const makeAuctionServer = (
           )
         )
 
+        // The linger: streams that waited noticeLingerMs go out (unless something urgent took them first).
+        yield* Effect.forkScoped(
+          Effect.forever(
+            Effect.gen(function* () {
+              const first = yield* Queue.take(lingering)
+              yield* Effect.sleep(config.noticeLingerMs)
+              // Those that came during the sleep go too: each waits at most noticeLingerMs.
+              const rest = yield* Queue.takeAll(lingering)
+              for (const key of [first, ...rest]) {
+                lingerQueued.delete(key)
+                Queue.unsafeOffer(dirty, key)
+              }
+            })
+          )
+        )
+
         // The resender: what stays unacknowledged is sent again from the first unacked notice.
         yield* Effect.forkScoped(
           Effect.forever(
@@ -604,20 +630,30 @@ export const makeAuctionServer = (
             Effect.suspend(() => {
               // How many notices this entry adds per stream: a stream this leader did not know yet
               // starts right before them (a client that missed earlier ones resubscribes for them).
-              const added = new Map<string, { session: SessionId; auction: AuctionId; count: number }>()
+              const added = new Map<
+                string,
+                { session: SessionId; auction: AuctionId; count: number; urgent: boolean }
+              >()
               for (const event of events) {
                 if (event._tag === "SessionExpired") activity.delete(event.session)
                 if (event._tag !== "AuctionHappened") continue
                 const auction = Option.getOrUndefined(findAuction(state.auctions, event.event.auction))
                 if (auction === undefined) continue
+                const urgent = event.event._tag !== "BidPlaced" || config.noticeLingerMs === 0
                 for (const session of recipientsOf(auction, event.event)) {
                   const key = `${session}/${event.event.auction}`
-                  const entry = added.get(key) ?? { session, auction: event.event.auction, count: 0 }
+                  const entry = added.get(key) ?? {
+                    session,
+                    auction: event.event.auction,
+                    count: 0,
+                    urgent: false
+                  }
                   entry.count += 1
+                  entry.urgent ||= urgent
                   added.set(key, entry)
                 }
               }
-              for (const [key, { session, auction, count }] of added) {
+              for (const [key, { session, auction, count, urgent }] of added) {
                 if (!streams.has(key)) {
                   const found = Option.getOrUndefined(findAuction(state.auctions, auction))
                   const length = found === undefined ? 0 : streamLength(found, session)
@@ -625,7 +661,11 @@ export const makeAuctionServer = (
                   stream.acked = Math.max(0, length - count)
                   stream.sent = stream.acked
                 }
-                Queue.unsafeOffer(dirty, key)
+                if (urgent) Queue.unsafeOffer(dirty, key)
+                else if (!lingerQueued.has(key)) {
+                  lingerQueued.add(key)
+                  Queue.unsafeOffer(lingering, key)
+                }
               }
               return Effect.forEach(events, (event) => deadlineFor(state, event), { discard: true })
             }),

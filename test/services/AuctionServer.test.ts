@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, HashMap } from "effect"
+import { Clock, Effect, HashMap } from "effect"
 import { agoraMachine } from "../../src/domain/agora/Agora.js"
 import { DatagramBytesDefault, jsonBytes } from "../../src/domain/Envelope.js"
 import type { AuctionId } from "../../src/domain/Ids.js"
@@ -216,6 +216,46 @@ describe("Auction service on the cluster (DESIGN §3, §5)", () => {
       ]
     })
     expect(result.last).toBe("AuctionWonNotice")
+  })
+
+  it("a bid received waits at most noticeLingerMs for company, and goes out with the round's end when that comes first", () => {
+    /** When carol heard of bob's round-1 bid, after bob's answer; and whether it came with the round's end. */
+    const lingered = (noticeLingerMs: number, carolBidsAfterMs: number | null) =>
+      runScenario(
+        Effect.gen(function* () {
+          yield* auctionCluster({ noticeLingerMs })
+          const { auctioneer, bob, carol } = yield* auctionWithBidders
+          yield* auctioneer.request({ _tag: "Start", auction })
+          yield* bob.request({ _tag: "Bid", auction, round: 1, amount: 20 })
+          const answeredMs = yield* Clock.currentTimeMillis
+          if (carolBidsAfterMs !== null) {
+            yield* Effect.sleep(carolBidsAfterMs)
+            yield* carol.request({ _tag: "Bid", auction, round: 1, amount: 15 })
+          }
+          yield* Effect.sleep(1_000)
+          const arrivals = auctioneer.arrivals(auction)
+          const heard = arrivals.find(
+            (a) => a.notice._tag === "BidReceivedNotice" && a.notice.bidder === bob.session()
+          )
+          const roundEnd = arrivals.find((a) => a.notice._tag === "RoundCompletedNotice")
+          return {
+            afterAnswerMs: (heard?.atMs ?? Number.NaN) - answeredMs,
+            withRoundEnd: heard !== undefined && roundEnd !== undefined && heard.atMs === roundEnd.atMs
+          }
+        })
+      )
+    // Nothing else happens: it waits the linger (the answer and the notice both cross one link).
+    const alone = lingered(100, null)
+    expect(alone.afterAnswerMs).toBeGreaterThanOrEqual(80)
+    expect(alone.afterAnswerMs).toBeLessThanOrEqual(120)
+    // The round ends first: the bid received goes with it, sooner than the linger.
+    const company = lingered(100, 20)
+    expect(company.withRoundEnd).toBe(true)
+    expect(company.afterAnswerMs).toBeLessThan(80)
+    // No linger: at once.
+    const immediate = lingered(0, 20)
+    expect(immediate.withRoundEnd).toBe(false)
+    expect(immediate.afterAnswerMs).toBeLessThan(20)
   })
 
   it("a retried request (same session and request id) is applied once and gets the first answer", () => {
