@@ -11,6 +11,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   Layer,
   Option,
   Queue,
@@ -404,6 +405,25 @@ describe("layerUdp (DESIGN §4–5: one envelope per datagram, on real sockets)"
         expect((yield* receive(c)).envelope.body).toEqual(status.body)
         expect(yield* dropCount("frag-b", "fragment")).toBe(0)
         expect(yield* dropCount("frag-c", "fragment")).toBe(0)
+      })
+  )
+
+  it.scopedLive(
+    "datagrams that arrived together reach a waiting consumer as one batch (group commit needs it)",
+    () =>
+      Effect.gen(function* () {
+        const port = yield* discoveryPort
+        const target = yield* node(serverIdentity("batch-target"), { discoveryPort: port })
+        const sender = yield* node(clientIdentity("batch-client"), { discoveryPort: port })
+        const waiting = yield* Effect.fork(target.receiveAll)
+        yield* Effect.yieldNow()
+        // Sent in one synchronous stretch: all are in the target's socket before its next read.
+        for (let i = 1; i <= 20; i++)
+          yield* sender.send(target.address, { body: { _tag: "Register", nonce: i } })
+        const batch = yield* Fiber.join(waiting).pipe(Effect.timeout(receiveTimeout))
+        expect(batch.map((m) => (m.envelope.body._tag === "Register" ? m.envelope.body.nonce : 0))).toEqual(
+          Array.from({ length: 20 }, (_, i) => i + 1)
+        )
       })
   )
 
