@@ -24,7 +24,12 @@ export interface ClusterConfig {
   readonly announceIntervalMs: number
   /** A batch unacknowledged this long is resent from the follower's match point. */
   readonly retransmitTimeoutMs: number
-  /** Batches in flight per follower. */
+  /**
+   * Batches in flight per follower. It sets how fast a follower that restarted catches up, and a
+   * leader elected right after such a restart commits nothing until that follower holds its
+   * no-op: with 8 (8 KB per round trip) a kill of the leader seconds after a restart took ~650 ms
+   * to the first commit under load, with 64 ~340 ms.
+   */
   readonly windowBatches: number
   /** Bytes of entries in one Replicate (the datagram limit minus the envelope). */
   readonly batchBytesMax: number
@@ -51,7 +56,7 @@ export const defaultClusterConfig: ClusterConfig = {
   discoveryIntervalMs: 200,
   announceIntervalMs: 2_000,
   retransmitTimeoutMs: 150,
-  windowBatches: 8,
+  windowBatches: 64,
   batchBytesMax: 1_000,
   checkpointEntries: 5_000,
   checkpointIntervalMs: 60_000,
