@@ -61,28 +61,41 @@ class NoticeBox {
     if (list.length > 256) list.shift()
   }
 
-  /** The first notice of `auction` that matches, kept or to come; none within `timeoutMs`. */
+  /**
+   * The first notice of `auction` that matches, kept or to come; none within `timeoutMs`. The
+   * timeout is a bare timer: an Effect timeout race per wait cost the load generator more CPU
+   * than the bid it waits to send.
+   */
   wait(
     auction: number,
     match: (notice: Notice) => boolean,
     timeoutMs: number
   ): Effect.Effect<Option.Option<Notice>> {
-    return Effect.timeoutOption(
-      Effect.async<Notice>((resume) => {
-        const list = this.kept.get(auction)
-        const index = list?.findIndex(match) ?? -1
-        if (list !== undefined && index >= 0) {
-          const [notice] = list.splice(index, 1)
-          if (notice !== undefined) return resume(Effect.succeed(notice))
+    return Effect.async<Option.Option<Notice>>((resume) => {
+      const list = this.kept.get(auction)
+      const index = list?.findIndex(match) ?? -1
+      if (list !== undefined && index >= 0) {
+        const [notice] = list.splice(index, 1)
+        if (notice !== undefined) return resume(Effect.succeedSome(notice))
+      }
+      const waiter = {
+        auction,
+        match,
+        resume: (notice: Notice) => {
+          clearTimeout(timer)
+          resume(Effect.succeedSome(notice))
         }
-        const waiter = { auction, match, resume: (notice: Notice) => resume(Effect.succeed(notice)) }
-        this.waiters.add(waiter)
-        return Effect.sync(() => {
-          this.waiters.delete(waiter)
-        })
-      }),
-      timeoutMs
-    )
+      }
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter)
+        resume(Effect.succeedNone)
+      }, timeoutMs)
+      this.waiters.add(waiter)
+      return Effect.sync(() => {
+        clearTimeout(timer)
+        this.waiters.delete(waiter)
+      })
+    })
   }
 
   forget(auction: number): void {
