@@ -722,34 +722,45 @@ describe("Client — notifications (DESIGN §1 promise 2, §5 Notifications and 
     bidReceived(5, 3, 2)
   ]
 
-  it("reordered, duplicated, with gaps filled only on Subscribe: delivered exactly once each, in order", () => {
-    const value = run(
-      Effect.gen(function* () {
-        const cluster = makeCluster()
-        cluster.streams.set(5, stream5)
-        const s1 = yield* fakeServer({ id: "s1", epoch: 1, cluster })
-        const t = yield* startClient("c1")
-        yield* t.client.join(AuctionId.make(5))
-        yield* s1.push(1, 5, [2, 1, 1, 3, 5, 4, 4])
-        yield* Effect.sleep(100)
-        yield* s1.push(1, 5, [8, 7, 8]) // 6 is missing: sent only when asked
-        yield* Effect.sleep(100)
-        yield* s1.push(1, 5, [10, 10]) // 9 is missing
-        yield* until("10 notices", () => t.notices.length >= 10)
-        // Late duplicates (the answers to every Subscribe) have all arrived by now.
-        yield* Effect.sleep(3_000)
-        return {
-          delivered: t.notices,
-          subscribes: cluster.subscribes.map((s) => s.fromSeq),
-          lastAck: cluster.acks.at(-1)
-        }
-      })
-    )
-    expect(value.delivered).toEqual(stream5.map((notice, i) => ({ auction: 5, seq: i + 1, notice })))
-    // 2 before 1 → ask 1; 5 before 4 → ask 4; 8 without 6 → ask 6; 10 without 9 → ask 9.
-    expect(value.subscribes).toEqual([1, 4, 6, 9])
-    expect(value.lastAck).toEqual({ server: "s1", auction: 5, seq: 10 })
-  })
+  it.each(["the notices stream", "onNotice"])(
+    "reordered, duplicated, with gaps filled only on Subscribe: delivered exactly once each, in order (%s)",
+    (via) => {
+      const value = run(
+        Effect.gen(function* () {
+          const cluster = makeCluster()
+          cluster.streams.set(5, stream5)
+          const s1 = yield* fakeServer({ id: "s1", epoch: 1, cluster })
+          const taken: Array<DeliveredNotice> = []
+          const t = yield* startClient(
+            "c1",
+            via === "onNotice" ? { onNotice: (notice) => void taken.push(notice) } : {}
+          )
+          const delivered = () => (via === "onNotice" ? taken : t.notices)
+          yield* t.client.join(AuctionId.make(5))
+          yield* s1.push(1, 5, [2, 1, 1, 3, 5, 4, 4])
+          yield* Effect.sleep(100)
+          yield* s1.push(1, 5, [8, 7, 8]) // 6 is missing: sent only when asked
+          yield* Effect.sleep(100)
+          yield* s1.push(1, 5, [10, 10]) // 9 is missing
+          yield* until("10 notices", () => delivered().length >= 10)
+          // Late duplicates (the answers to every Subscribe) have all arrived by now.
+          yield* Effect.sleep(3_000)
+          return {
+            delivered: delivered(),
+            // With a callback every notice goes to it, and the stream stays empty.
+            streamed: via === "onNotice" ? t.notices.length : 0,
+            subscribes: cluster.subscribes.map((s) => s.fromSeq),
+            lastAck: cluster.acks.at(-1)
+          }
+        })
+      )
+      expect(value.delivered).toEqual(stream5.map((notice, i) => ({ auction: 5, seq: i + 1, notice })))
+      expect(value.streamed).toBe(0)
+      // 2 before 1 → ask 1; 5 before 4 → ask 4; 8 without 6 → ask 6; 10 without 9 → ask 9.
+      expect(value.subscribes).toEqual([1, 4, 6, 9])
+      expect(value.lastAck).toEqual({ server: "s1", auction: 5, seq: 10 })
+    }
+  )
 
   it.each([1, 2, 3])(
     "30 notices shuffled over a lossy, duplicating, reordering network: exactly 1..30 in order (seed %i)",

@@ -9,7 +9,7 @@
  * server answers only once a majority stored it).
  */
 import { performance } from "node:perf_hooks"
-import { Effect, Option, type Scope, Stream } from "effect"
+import { Effect, Option, type Scope } from "effect"
 import type { Notice } from "../../domain/auction/Notifications.js"
 import type { DeliveredNotice } from "../../domain/ClientStreams.js"
 import type { AuctionId, ClientId } from "../../domain/Ids.js"
@@ -146,18 +146,15 @@ export const makeAgoraLoad = (
           maxDatagramBytes: options.maxDatagram,
           listenDiscovery: false
         })
-        const client = yield* makeClient({ id, requestTimeoutMs: options.requestTimeoutMs }).pipe(
-          Effect.provideService(Transport, transport)
-        )
         const box = new NoticeBox()
-        yield* Effect.forkScoped(
-          Stream.runForEach(client.notices, (delivered) =>
-            Effect.sync(() => {
-              stats.notice()
-              box.push(delivered)
-            })
-          )
-        )
+        const client = yield* makeClient({
+          id,
+          requestTimeoutMs: options.requestTimeoutMs,
+          onNotice: (delivered) => {
+            stats.notice()
+            box.push(delivered)
+          }
+        }).pipe(Effect.provideService(Transport, transport))
         yield* client.connect
         return { client, box } satisfies Participant
       })
