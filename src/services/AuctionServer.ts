@@ -60,7 +60,7 @@ import type {
 import type { AuctionSummary, ClientOp, ErrorCode, LeaderInfo, ReplyResult } from "../domain/Messages.js"
 import { NoticesPerNotifyMax } from "../domain/Messages.js"
 import type { Address } from "../domain/Schemas.js"
-import { type ClusterShape, makeCluster, NotLeader, SplitGroup } from "./Cluster.js"
+import { type ClusterShape, makeCluster, NotLeader, type ProposalResult, SplitGroup } from "./Cluster.js"
 import { type EndedAuctionRecord, LogStore, Opened, type Stored } from "./LogStore.js"
 import { randomHex } from "./RandomHex.js"
 import { serverSettings, setting } from "./Setting.js"
@@ -135,8 +135,8 @@ export const auctionServerConfigFromEnv: Config.Config<AuctionServerConfig> = Co
  * pass the limit: it then travels in fragments, so nothing is lost.
  */
 const EnvelopeReserveBytes = 300
-/** Client messages handled at once; past this, datagrams wait for a slot (clients retry anyway). */
-const ClientHandlersMax = 4_096
+/** List requests answered at once; past this, datagrams wait for a slot (clients retry anyway). */
+const ListsInFlightMax = 256
 /** Notifications sent per stream per pass: a long backlog goes out over several passes. */
 const NoticesPerPass = 128
 /** Purge proposals in flight at once (after a failover every ended auction's purge is due together). */
@@ -148,6 +148,19 @@ export const clientRequests = Metric.counter("agora_client_requests", {
   description: "client requests handled, by outcome",
   incremental: true
 })
+
+/** `clientRequests` tagged with an outcome, made once per outcome (tagging anew cost more than counting). */
+const requestsAnswered = (() => {
+  const byOutcome = new Map<string, Metric.Metric.Counter<number>>()
+  return (outcome: string): Metric.Metric.Counter<number> => {
+    let counter = byOutcome.get(outcome)
+    if (counter === undefined) {
+      counter = Metric.tagged(clientRequests, "outcome", outcome)
+      byOutcome.set(outcome, counter)
+    }
+    return counter
+  }
+})()
 
 /** A leader's notification stream of one auction to one session (soft state, DESIGN §5). */
 interface NoticeStream {
@@ -180,7 +193,7 @@ export const makeAuctionServer = (
     const config = options.server
     /** Room for notices in one Notify, or rows in one list page: the datagram minus the envelope around them. */
     const bodyBytesMax = Math.max(200, config.maxDatagramBytes - EnvelopeReserveBytes)
-    const handlers = yield* Effect.makeSemaphore(ClientHandlersMax)
+    const lists = yield* Effect.makeSemaphore(ListsInFlightMax)
     let duties: LeaderDuties | null = null
     let latest: AgoraState = agoraMachine.initial
 
@@ -213,16 +226,16 @@ export const makeAuctionServer = (
             })
           )
         }),
-      // Each message in a fiber of its own (a proposal waits for its commit), in the server's
-      // scope so a crash stops them; bounded, so a flood waits in the transport's queue instead.
+      // On the receive loop: a request or registration is proposed there and answered on the
+      // replica's fiber once decided (`proposeThen`). Only a list waits (for a confirmed read),
+      // in a fiber of its own in the server's scope, so a crash stops it; bounded, so a flood
+      // of them waits in the transport's queue instead.
       onClientMessage: (incoming) => {
-        const tag = incoming.envelope.body._tag
-        // Requests and registrations wait for a commit: each in a fiber of its own. Acks,
-        // subscriptions and pings are answered at once, on the receive loop, without one.
-        return tag === "Request" || tag === "Register"
+        const body = incoming.envelope.body
+        return body._tag === "Request" && body.op._tag === "List"
           ? Effect.zipRight(
-              handlers.take(1),
-              Effect.forkIn(Effect.ensuring(handleClient(incoming), handlers.release(1)), serverScope)
+              lists.take(1),
+              Effect.forkIn(Effect.ensuring(handleClient(incoming), lists.release(1)), serverScope)
             )
           : handleClient(incoming)
       }
@@ -279,28 +292,30 @@ export const makeAuctionServer = (
     }
 
     const register = (client: ClientId, nonce: number, source: Address) =>
-      Effect.gen(function* () {
-        const token = (yield* randomHex(16)) as SessionToken
-        const result = yield* Effect.either(
-          cluster.propose({ _tag: "RegisterClient", client, nonce, address: source, token })
-        )
-        if (result._tag === "Left") {
-          return yield* result.left instanceof NotLeader || result.left instanceof SplitGroup
-            ? notLeader(source)
-            : Effect.void
-        }
-        for (const [session, entry] of result.right.state.sessions) {
-          if (entry.client === client && entry.nonce === nonce) {
-            return yield* reply(source, {
-              _tag: "Registered",
-              nonce,
-              session,
-              token: entry.token,
-              leader: options.id
-            })
+      Effect.flatMap(randomHex(16), (token) =>
+        cluster.proposeThen(
+          { _tag: "RegisterClient", client, nonce, address: source, token: token as SessionToken },
+          (result) => {
+            if (result._tag === "Left") {
+              return result.left instanceof NotLeader || result.left instanceof SplitGroup
+                ? notLeader(source)
+                : Effect.void
+            }
+            for (const [session, entry] of result.right.state.sessions) {
+              if (entry.client === client && entry.nonce === nonce) {
+                return reply(source, {
+                  _tag: "Registered",
+                  nonce,
+                  session,
+                  token: entry.token,
+                  leader: options.id
+                })
+              }
+            }
+            return Effect.void
           }
-        }
-      })
+        )
+      )
 
     const decideRequest = (
       session: SessionId,
@@ -309,40 +324,51 @@ export const makeAuctionServer = (
       op: Exclude<ClientOp, { readonly _tag: "List" }>,
       source: Address
     ) =>
-      Effect.gen(function* () {
-        const command: AuctionCommand = commandOf(op, session, config)
-        const result = yield* Effect.either(
-          cluster.propose({ _tag: "ClientRequest", session, token, requestId, command })
-        )
-        const answer = (result: ReplyResult) => reply(source, { _tag: "Reply", requestId, result })
-        if (result._tag === "Right") {
-          const entry = HashMap.get(result.right.state.sessions, session)
-          if (Option.isSome(entry) && entry.value.lastRequest === requestId && entry.value.answer !== null) {
-            yield* Metric.increment(Metric.tagged(clientRequests, "outcome", entry.value.answer._tag))
-            return yield* answer(entry.value.answer)
-          }
-          // A newer request of the same session overtook this one: it is stale now.
-          return
+      cluster.proposeThen(
+        { _tag: "ClientRequest", session, token, requestId, command: commandOf(op, session, config) },
+        (result) => answerRequest(result, session, requestId, source)
+      )
+
+    /** The answer of a decided request: the committed client table's, or why it was refused. */
+    const answerRequest = (
+      result: ProposalResult<AgoraState, AgoraRefusal>,
+      session: SessionId,
+      requestId: RequestId,
+      source: Address
+    ): Effect.Effect<void> => {
+      const answer = (result: ReplyResult) => reply(source, { _tag: "Reply", requestId, result })
+      if (result._tag === "Right") {
+        const entry = HashMap.get(result.right.state.sessions, session)
+        if (Option.isSome(entry) && entry.value.lastRequest === requestId && entry.value.answer !== null) {
+          return Effect.zipRight(
+            Metric.increment(requestsAnswered(entry.value.answer._tag)),
+            answer(entry.value.answer)
+          )
         }
-        const error = result.left
-        yield* Metric.increment(Metric.tagged(clientRequests, "outcome", error._tag))
+        // A newer request of the same session overtook this one: it is stale now.
+        return Effect.void
+      }
+      const error = result.left
+      const answered = (() => {
         switch (error._tag) {
           case "NotLeader":
-            return yield* notLeader(source)
+            return notLeader(source)
           case "SplitGroup":
-            return yield* answer(
+            return answer(
               failed("SplitGroup", "this group met another one holding client data and stopped serving")
             )
           case "UnknownSession":
-            return yield* answer(failed("SessionExpired", `session ${session} does not exist (expired?)`))
+            return answer(failed("SessionExpired", `session ${session} does not exist (expired?)`))
           case "BadToken":
-            return yield* answer(failed("BadToken", `wrong token for session ${session}`))
+            return answer(failed("BadToken", `wrong token for session ${session}`))
           case "StaleRequest":
-            return
+            return Effect.void
           default:
-            return yield* answer(failed(error._tag, error.message))
+            return answer(failed(error._tag, error.message))
         }
-      })
+      })()
+      return Effect.zipRight(Metric.increment(requestsAnswered(error._tag)), answered)
+    }
 
     /** One page of open auctions, cut to fit a datagram; `after` is the auction id the page continues after. */
     const list = (requestId: RequestId, after: number, source: Address) =>

@@ -18,7 +18,9 @@ import {
   Config,
   Context,
   Deferred,
+  Duration,
   Effect,
+  Either,
   Exit,
   Layer,
   Metric,
@@ -83,9 +85,21 @@ export interface ClusterStatus {
   readonly splitGroup: boolean
 }
 
+/** How a proposal ended: committed and applied, or refused, not the leader, split group. */
+export type ProposalResult<S, Err> = Either.Either<Committed<S>, Err | NotLeader | SplitGroup>
+
 export interface ClusterShape<S, C, Err> {
   /** Completes when the command is committed and applied, or fails (refused, not leader, split group). */
   readonly propose: (command: C) => Effect.Effect<Committed<S>, Err | NotLeader | SplitGroup>
+  /**
+   * `propose` for a caller that does not wait: `then` runs on the replica's fiber with the
+   * result once it is known, so keep it quick (a reply). No fiber and no wake-up per proposal:
+   * a server answering many clients spent more CPU on those than on the proposal.
+   */
+  readonly proposeThen: (
+    command: C,
+    then: (result: ProposalResult<S, Err>) => Effect.Effect<void>
+  ) => Effect.Effect<void>
   /** A read of committed state confirmed by a majority heartbeat round (DESIGN §5, Reads). */
   readonly read: Effect.Effect<S, NotLeader | SplitGroup>
   readonly status: Effect.Effect<ClusterStatus>
@@ -212,7 +226,8 @@ export const makeCluster = <S, C, E, Err>(
     })
     const node = options.id
     const inbox = yield* Queue.bounded<Input<C>>(InboxCapacity)
-    const waiting = new Map<number, Deferred.Deferred<Outcome<S, Err>>>()
+    /** What to do with each proposal's outcome, by proposal number (run on the replica's fiber). */
+    const waiting = new Map<number, (outcome: Outcome<S, Err>) => Effect.Effect<void>>()
     let nextProposal = 1
     let leadership: Scope.CloseableScope | null = null
 
@@ -305,10 +320,10 @@ export const makeCluster = <S, C, E, Err>(
               : options.onApplied(output.entry, output.events, output.state)
           )
         case "Resolved": {
-          const deferred = waiting.get(output.proposal)
-          if (deferred === undefined) return Effect.void
+          const resolve = waiting.get(output.proposal)
+          if (resolve === undefined) return Effect.void
           waiting.delete(output.proposal)
-          return Deferred.succeed(deferred, output.outcome)
+          return resolve(output.outcome)
         }
         case "RoleChanged":
           return Effect.zipRight(
@@ -430,12 +445,21 @@ export const makeCluster = <S, C, E, Err>(
       })
     yield* Effect.forkScoped(forEachBatch(transport, receive))
 
+    /** Hands the replica an input that carries a new proposal number; `resolve` gets its outcome. */
+    const submitThen = (
+      makeInput: (proposal: number) => Input<C>,
+      resolve: (outcome: Outcome<S, Err>) => Effect.Effect<void>
+    ): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const proposal = nextProposal++
+        waiting.set(proposal, resolve)
+        return Queue.offer(inbox, makeInput(proposal))
+      })
+
     const submit = (makeInput: (proposal: number) => Input<C>): Effect.Effect<Outcome<S, Err>> =>
       Effect.gen(function* () {
         const deferred = yield* Deferred.make<Outcome<S, Err>>()
-        const proposal = nextProposal++
-        waiting.set(proposal, deferred)
-        yield* Queue.offer(inbox, makeInput(proposal))
+        yield* submitThen(makeInput, (outcome) => Deferred.succeed(deferred, outcome))
         return yield* Deferred.await(deferred)
       }).pipe(Effect.onInterrupt(() => Effect.void))
 
@@ -447,22 +471,43 @@ export const makeCluster = <S, C, E, Err>(
             : { id: leader.id, host: leader.address.host, port: leader.address.port, epoch: leader.epoch }
       })
 
+    const resultOf = (outcome: Outcome<S, Err>): ProposalResult<S, Err> => {
+      switch (outcome._tag) {
+        case "Committed":
+          return Either.right({ seq: outcome.seq, state: outcome.state })
+        case "Read":
+          return Either.right({ seq: replica.appliedSeq, state: outcome.state })
+        case "Refused":
+          return Either.left(outcome.error)
+        case "NotLeader":
+          return Either.left(leaderError(outcome.leader))
+        case "SplitGroup":
+          return Either.left(new SplitGroup())
+      }
+    }
+
     const propose = (command: C): Effect.Effect<Committed<S>, Err | NotLeader | SplitGroup> =>
-      Effect.gen(function* () {
-        const outcome = yield* submit((proposal) => ({ _tag: "Propose", proposal, command }))
-        switch (outcome._tag) {
-          case "Committed":
-            return { seq: outcome.seq, state: outcome.state }
-          case "Read":
-            return { seq: replica.appliedSeq, state: outcome.state }
-          case "Refused":
-            return yield* Effect.fail(outcome.error)
-          case "NotLeader":
-            return yield* leaderError(outcome.leader)
-          case "SplitGroup":
-            return yield* new SplitGroup()
-        }
-      }).pipe(Metric.trackDuration(commitLatency))
+      Effect.flatMap(
+        submit((proposal) => ({ _tag: "Propose", proposal, command })),
+        resultOf
+      ).pipe(Metric.trackDuration(commitLatency))
+
+    const proposeThen = (
+      command: C,
+      then: (result: ProposalResult<S, Err>) => Effect.Effect<void>
+    ): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeNanos, (startNs) =>
+        submitThen(
+          (proposal) => ({ _tag: "Propose", proposal, command }),
+          (outcome) =>
+            Effect.zipRight(
+              Effect.flatMap(Clock.currentTimeNanos, (nowNs) =>
+                Metric.update(commitLatency, Duration.nanos(nowNs - startNs))
+              ),
+              then(resultOf(outcome))
+            )
+        )
+      )
 
     const read: Effect.Effect<S, NotLeader | SplitGroup> = Effect.flatMap(
       submit((proposal) => ({ _tag: "Read", proposal })),
@@ -501,7 +546,7 @@ export const makeCluster = <S, C, E, Err>(
     const committedEntries = (afterSeq: Seq) =>
       Effect.sync(() => replica.log.range(Math.max(afterSeq, replica.log.startSeq), replica.commitSeq))
 
-    return { propose, read, status, committedEntries } satisfies ClusterShape<S, C, Err>
+    return { propose, proposeThen, read, status, committedEntries } satisfies ClusterShape<S, C, Err>
   })
 
 /**
