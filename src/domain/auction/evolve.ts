@@ -36,7 +36,7 @@ const wrongPhase = (auction: Auction, event: AuctionEvent): never =>
   defect(`${event._tag} cannot apply to auction ${auction.auction}, which is ${auction.phase}`)
 
 /** The fields an auction keeps in every phase, with the event appended. */
-const carry = (auction: Auction, event: AuctionEvent) => ({
+const carry = (auction: Auction, event: AuctionEvent): Carried => ({
   auction: auction.auction,
   auctioneer: auction.auctioneer,
   item: auction.item,
@@ -49,6 +49,30 @@ const carry = (auction: Auction, event: AuctionEvent) => ({
   events: Chunk.append(auction.events, event),
   readyCheckIndex: auction.readyCheckIndex
 })
+
+type Carried = Pick<
+  Auction,
+  | "auction"
+  | "auctioneer"
+  | "item"
+  | "minBid"
+  | "minRounds"
+  | "minBidders"
+  | "roundTimeoutMs"
+  | "startTimeoutMs"
+  | "createdAtMs"
+  | "events"
+  | "readyCheckIndex"
+>
+
+/**
+ * An auction entering a phase: what it carries (`carry`), then the phase's own fields. Assigned,
+ * not spread: in V8 (Node 20) an object spread followed by new fields gives every object a hidden
+ * class of its own (10,049 ended auctions had 10,049 maps in a server's heap snapshot), which
+ * costs memory and makes every property access on them megamorphic.
+ */
+const enter = <A extends Auction>(auction: Auction, event: AuctionEvent, fields: Omit<A, keyof Carried>): A =>
+  Object.assign(carry(auction, event), fields) as unknown as A
 
 const evolveWaiting = (auction: WaitingAuction, event: AuctionEvent): Auction => {
   const events = Chunk.append(auction.events, event)
@@ -70,8 +94,7 @@ const evolveWaiting = (auction: WaitingAuction, event: AuctionEvent): Auction =>
       }
       return { ...auction, events, readyCheckIndex: Option.some(auction.events.length) }
     case "AuctionStarted": {
-      const started: RunningAuction = {
-        ...carry(auction, event),
+      return enter<RunningAuction>(auction, event, {
         phase: "running",
         bidders: event.bidders,
         startIndex: auction.events.length,
@@ -80,17 +103,14 @@ const evolveWaiting = (auction: WaitingAuction, event: AuctionEvent): Auction =>
         roundBids: HashMap.empty(),
         totals: HashMap.fromIterable(event.bidders.map((bidder) => [bidder, Money.zero] as const)),
         firstBidOrder: HashMap.empty()
-      }
-      return started
+      })
     }
     case "AuctionCancelled": {
-      const cancelled: CancelledAuction = {
-        ...carry(auction, event),
+      return enter<CancelledAuction>(auction, event, {
         phase: "cancelled",
         bidders: waitingBidders(auction),
         reason: event.reason
-      }
-      return cancelled
+      })
     }
     default:
       return wrongPhase(auction, event)
@@ -131,16 +151,14 @@ const evolveRunning = (auction: RunningAuction, event: AuctionEvent): Auction =>
       if (event.round !== auction.round) defect(`round ${event.round} completed in round ${auction.round}`)
       return { ...auction, events: Chunk.append(auction.events, event) }
     case "AuctionClosed": {
-      const closed: ClosedAuction = {
-        ...carry(auction, event),
+      return enter<ClosedAuction>(auction, event, {
         phase: "closed",
         bidders: auction.bidders,
         startIndex: auction.startIndex,
         winner: event.winner,
         amount: event.amount,
         totals: event.totals
-      }
-      return closed
+      })
     }
     default:
       return wrongPhase(auction, event)
