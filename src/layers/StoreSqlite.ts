@@ -239,7 +239,6 @@ const decodeCheckpoint = Schema.decodeUnknownEither(CheckpointRow)
 const decodePart = Schema.decodeUnknownEither(
   Schema.Struct({ key: Schema.String, value: Schema.parseJson(Schema.Unknown) })
 )
-const encodeBody = Schema.encodeSync(EntryBody)
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -526,7 +525,10 @@ const applyOps = (db: Db, ops: ReadonlyArray<StoreOp>): Effect.Effect<Cursor, Sq
                   `store append out of order: ${entry.seq}, expected ${lastSeq + 1}`
                 )
               lastSeq = entry.seq
-              params.push(entry.seq, entry.epoch, JSON.stringify(encodeBody(entry.body)))
+              // An entry body encodes to itself (plain structs, an App's data already JSON): the
+              // envelope tests check JSON.stringify against the schema's encoding for every kind.
+              // The schema's encode re-checked it at a third of a write's CPU (343 → 227 µs).
+              params.push(entry.seq, entry.epoch, JSON.stringify(entry.body))
             }
             yield* exec(db, insertText(rows), params)
             i += rows
