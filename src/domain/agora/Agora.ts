@@ -306,14 +306,15 @@ export const evolve = (state: AgoraState, event: AgoraEvent): AgoraState => {
 const encodeState = Schema.encodeSync(AgoraState)
 const decodeState = Schema.decodeUnknownEither(AgoraState)
 const decodeEvents = Schema.decodeUnknownEither(Schema.Array(AgoraEvent))
-const encodeEvents = Schema.encodeSync(Schema.Array(AgoraEvent))
 
 /** The Agora state machine, as the cluster runs it. */
 export const agoraMachine: StateMachine<AgoraState, AgoraCommand, AgoraEvent, AgoraRefusal> = {
   initial: initialAgora,
   decide,
   evolve,
-  encodeEvents: (events) => encodeEvents(events),
+  // Agora events are plain values the schema encodes to themselves (property-tested), so the
+  // log holds them as they are and the leader applies its own without decoding them.
+  encodeEvents: (events) => events,
   decodeEvents: (data) => decodeEvents(data),
   holdsClientData: (state) => state.nextSession > 1,
   encodeState: (state) => encodeState(state),

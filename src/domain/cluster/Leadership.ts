@@ -13,6 +13,7 @@ import {
   broadcast,
   drawElectionTimeout,
   emit,
+  eventsOf,
   type Input,
   type LeaderState,
   leaderInfo,
@@ -74,9 +75,7 @@ export const becomeLeader = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void
   let pending = replica.app
   for (const entry of replica.log.range(replica.appliedSeq, replica.log.lastSeq)) {
     if (entry.body._tag !== "App") continue
-    const events = replica.machine.decodeEvents(entry.body.data)
-    if (events._tag === "Left") throw new Error(`invariant: entry ${entry.seq} holds undecodable events`)
-    pending = evolveAll(replica.machine, pending, events.right)
+    pending = evolveAll(replica.machine, pending, eventsOf(replica, entry.seq, entry.body.data))
   }
   const lead: LeaderState<S, C, Err> = {
     pending,
@@ -235,7 +234,9 @@ export const onPropose = <S, C, E, Err>(replica: Replica<S, C, E, Err>, input: I
     lead.commitWaiters.push({ proposal: input.proposal, seq: replica.log.lastSeq, round: 0, kind: "commit" })
     return resolveCommitWaiters(replica)
   }
-  const seq = appendEntry(replica, { _tag: "App", data: replica.machine.encodeEvents(events) })
+  const data = replica.machine.encodeEvents(events)
+  if (typeof data === "object" && data !== null) replica.appended.set(data, events)
+  const seq = appendEntry(replica, { _tag: "App", data })
   lead.pending = evolveAll(replica.machine, lead.pending, events)
   lead.commitWaiters.push({ proposal: input.proposal, seq, round: 0, kind: "commit" })
 }

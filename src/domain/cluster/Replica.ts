@@ -242,6 +242,12 @@ export interface Replica<S, C, E, Err> {
   appliedSeq: Seq
   /** The committed state of the state machine, applied up to appliedSeq. */
   app: S
+  /**
+   * The events of the `App` entries this replica appended itself, by their data (weakly): a
+   * leader applies what `decide` gave it instead of decoding its own encoding (the Agora
+   * leader spent ~4 % of its time encoding and decoding again). See `eventsOf`.
+   */
+  readonly appended: WeakMap<object, ReadonlyArray<E>>
 
   prevote: {
     readonly nextEpoch: Epoch
@@ -439,6 +445,22 @@ export const adoptEpoch = <S, C, E, Err>(
   // Completeness), so they need no verification against the new leader.
   replica.verifiedSeq = replica.commitSeq
   persistHardState(replica)
+}
+
+/**
+ * The events of an `App` entry: those this replica appended itself as `decide` gave them,
+ * anything else decoded (an entry that does not decode breaks an invariant: it was committed).
+ */
+export const eventsOf = <S, C, E, Err>(
+  replica: Replica<S, C, E, Err>,
+  seq: Seq,
+  data: unknown
+): ReadonlyArray<E> => {
+  const appended = typeof data === "object" && data !== null ? replica.appended.get(data) : undefined
+  if (appended !== undefined) return appended
+  const decoded = replica.machine.decodeEvents(data)
+  if (decoded._tag === "Left") throw new Error(`invariant: entry ${seq} holds undecodable events`)
+  return decoded.right
 }
 
 export const leaderInfo = <S, C, E, Err>(replica: Replica<S, C, E, Err>): LeaderInfo | null => {

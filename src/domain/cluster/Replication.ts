@@ -18,6 +18,7 @@ import {
   drawElectionTimeout,
   dropped,
   emit,
+  eventsOf,
   type Meta,
   type Progress,
   persistHardState,
@@ -176,9 +177,7 @@ export const applyCommitted = <S, C, E, Err>(replica: Replica<S, C, E, Err>): vo
     if (entry === undefined) throw new Error(`invariant: committed entry ${seq} missing from the log`)
     let events: ReadonlyArray<E> = []
     if (entry.body._tag === "App") {
-      const decoded = machine.decodeEvents(entry.body.data)
-      if (decoded._tag === "Left") throw new Error(`invariant: entry ${seq} holds undecodable events`)
-      events = decoded.right
+      events = eventsOf(replica, seq, entry.body.data)
       replica.app = evolveAll(machine, replica.app, events)
     }
     replica.appliedSeq = seq

@@ -121,6 +121,7 @@ export const makeReplica = <S, C, E, Err>(options: ReplicaOptions<S, C, E, Err>)
     timersDueMs: Number.POSITIVE_INFINITY,
     appliedSeq: log.startSeq,
     app: base.app,
+    appended: new WeakMap(),
     prevote: null,
     probedMs: null,
     candidacy: null,
