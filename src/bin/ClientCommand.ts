@@ -17,7 +17,9 @@
  */
 import { randomBytes } from "node:crypto"
 import { Command } from "@effect/cli"
-import { Effect, LogLevel, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import type { ClientId } from "../domain/Ids.js"
 import { makeUdp } from "../layers/TransportUdp.js"
 import { make as makeClient } from "../services/Client.js"

@@ -4,7 +4,10 @@
  * is @effect/cli's built-in `--log-level`; `AGORA_LOG_LEVEL` is honoured when
  * that flag is absent.
  */
-import { Effect, type Layer, Logger, LogLevel } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import { UsageError } from "./UsageError.js"
 
 export type LogFormat = "pretty" | "json"

@@ -5,7 +5,9 @@
  * names the option and the range it allows.
  */
 import { Options } from "@effect/cli"
-import { Config, ParseResult, Schema } from "effect"
+import * as Config from "effect/Config"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
 import { envNameOf, type SettingRange } from "../services/Setting.js"
 

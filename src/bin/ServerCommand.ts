@@ -1,7 +1,10 @@
 /** `agora server`: one server of a group (DESIGN §7). */
 import { setFlagsFromString } from "node:v8"
 import { Command, Options } from "@effect/cli"
-import { Config, Effect, LogLevel, Option } from "effect"
+import * as Config from "effect/Config"
+import * as Effect from "effect/Effect"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
 import { defaultClusterConfig } from "../domain/cluster/Config.js"
 import type { ServerId } from "../domain/Ids.js"
 import { makeServer } from "../layers/Server.js"

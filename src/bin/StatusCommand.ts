@@ -5,7 +5,11 @@
  */
 import { randomBytes } from "node:crypto"
 import { Command } from "@effect/cli"
-import { Console, Effect, LogLevel, Option, Stream } from "effect"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
 import type { ClientId } from "../domain/Ids.js"
 import type { Address } from "../domain/Schemas.js"
 import { formatAddress } from "../domain/Schemas.js"

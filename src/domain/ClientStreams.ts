@@ -34,7 +34,8 @@
  * auction's late duplicate would look new again: with a table of a thousand
  * auctions that needs a datagram delayed past a thousand auctions' lifetimes.
  */
-import { HashMap, Option } from "effect"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import type { Notice } from "./auction/Notifications.js"
 import type { AuctionId } from "./Ids.js"
 

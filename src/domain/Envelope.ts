@@ -3,7 +3,9 @@
  * decoded with Schema, never with a bare `JSON.parse` whose result is trusted.
  * Encoding and decoding return `Either` and never throw, whatever the input.
  */
-import { Either, ParseResult, Schema } from "effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 import { ClientId, Epoch, GroupId, Incarnation, ServerId } from "./Ids.js"
 import * as M from "./Messages.js"
 import { Count, Port, Positive } from "./Schemas.js"

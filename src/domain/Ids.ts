@@ -3,7 +3,7 @@
  * server id can never be passed where a client id is expected, and every
  * decoded id has already been checked for shape and size.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** Printable, bounded names: they end up in logs, tables and file names. */
 const Name = Schema.String.pipe(

@@ -3,7 +3,7 @@
  * datagram carries one `Envelope` (see Envelope.ts) whose `body` is one of
  * these. The README maps these names to the original's.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { Notice } from "./auction/Notifications.js"
 import { LogEntry, Member, MembersMax } from "./cluster/Entry.js"
 import { AuctionId, Epoch, GroupId, RequestId, Seq, ServerId, SessionId, SessionToken } from "./Ids.js"

@@ -6,7 +6,10 @@
  * Import as a module: `import * as Money from "./Money.js"`, then
  * `Money.Money` (schema and type), `Money.zero`, `Money.add`.
  */
-import { Either, Option, Order, Schema } from "effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Order from "effect/Order"
+import * as Schema from "effect/Schema"
 
 /** The largest amount: beyond it a JS number no longer counts cents exactly. */
 export const maxValue = Number.MAX_SAFE_INTEGER

@@ -3,7 +3,7 @@
  * no decoded number is NaN, infinite, fractional or unsafe and no decoded
  * string is unbounded.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** A non-negative safe integer (counts, offsets, rounds). */
 export const Count = Schema.Int.pipe(

@@ -7,7 +7,11 @@
  * replay window → reassembly. Every drop is counted by reason; nothing throws.
  */
 import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto"
-import { Effect, Either, identity, Option, Redacted } from "effect"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { identity } from "effect/Function"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import {
   type Body,
   DatagramBytesDefault,

@@ -7,7 +7,11 @@
  * incarnation and the boot counter the transport stamps on every datagram).
  * As layers: SQLite → Opened → UDP → AuctionServer, each built from the ones before.
  */
-import { Context, Effect, Layer, type Redacted, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import type { ClusterConfig } from "../domain/cluster/Config.js"
 import type { ServerId } from "../domain/Ids.js"
 import type { Address } from "../domain/Schemas.js"

@@ -5,7 +5,11 @@
  * can run. So an hour of heartbeats costs only the work the fibers do, not the
  * hour, and the order in which fibers wake is a function of the program alone.
  */
-import { Clock, Context, Duration, Effect, Option } from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 
 /** The default virtual start: a wall-clock-looking instant (2023-11-14T22:13:20Z), so logged times read plausibly. */
 export const simStartTimeMsDefault = 1_700_000_000_000

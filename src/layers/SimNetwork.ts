@@ -55,7 +55,15 @@
  * `SimTrace` (what `recordTrace` writes to; resolved once when the network is
  * built, so nothing is looked up per datagram), and nowhere outside a simulation.
  */
-import { type Clock, Context, Effect, Layer, Option, Random, Runtime, Schema, type Scope } from "effect"
+import type * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { PCGRandom } from "effect/Utils"
 import type { Address } from "../domain/Schemas.js"
 import { type SimTimer, VirtualClock } from "./SimClock.js"

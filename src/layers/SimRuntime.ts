@@ -30,7 +30,11 @@
  * - A synchronous infinite loop in plain code hangs the driver; an effectful
  *   one is caught by `maxStepsPerInstant`.
  */
-import { Effect, Exit, FiberId, Random, Schema } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
 import { SimClock, simStartTimeMsDefault, VirtualClock } from "./SimClock.js"
 import { SimScheduler, simOpsBeforeYieldMaxDefault } from "./SimScheduler.js"
 import { SimTrace, SimTraceRecorder, type SimTraceSummary, simTraceLinesMaxDefault } from "./SimTrace.js"

@@ -5,7 +5,9 @@
  * is one string comparison. Lines are stamped with the elapsed virtual time,
  * so a run that does the same things at different times hashes differently.
  */
-import { Context, Effect, Option } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 
 const fnvOffsetHi = 0xcbf29ce4
 const fnvOffsetLo = 0x84222325

@@ -23,7 +23,14 @@
  * Broadcasts reach every node that listens for discovery (default: yes),
  * including the sender itself, as on UDP; the cluster ignores its own.
  */
-import { Cause, Effect, Either, Layer, Mailbox, Metric, type Redacted, type Scope } from "effect"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import * as Metric from "effect/Metric"
+import type * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
 import type { Address } from "../domain/Schemas.js"
 import {

@@ -25,20 +25,18 @@
  * the cluster, which knows its own id, ignores them.
  */
 import * as Dgram from "node:dgram"
-import {
-  Cause,
-  Config,
-  type ConfigError,
-  Effect,
-  Either,
-  Layer,
-  Mailbox,
-  Metric,
-  Option,
-  type Redacted,
-  Schema,
-  type Scope
-} from "effect"
+import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { DatagramBytesDefault, DatagramBytesMax, DatagramBytesMin } from "../domain/Envelope.js"
 import type { Address } from "../domain/Schemas.js"
 import {

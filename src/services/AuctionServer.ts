@@ -9,19 +9,17 @@
  * notifier, session expiry — lives in its leadership scope (`LeaderDuties`)
  * and stops the moment it stops leading.
  */
-import {
-  Clock,
-  Config,
-  Context,
-  Effect,
-  Fiber,
-  HashMap,
-  Layer,
-  Metric,
-  Option,
-  Queue,
-  type Scope
-} from "effect"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as HashMap from "effect/HashMap"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import {
   type AgoraCommand,
   type AgoraEvent,

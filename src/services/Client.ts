@@ -53,20 +53,18 @@
  * All time is `Clock`/`Effect.sleep`, all randomness `Random`: it runs
  * unchanged in the deterministic simulator.
  */
-import {
-  Clock,
-  Context,
-  Deferred,
-  Effect,
-  Layer,
-  Option,
-  Queue,
-  Random,
-  Schema,
-  Stream,
-  SubscriptionRef
-} from "effect"
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
 import type { Scope } from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import {
   type ClientStreams,
   currentRound,

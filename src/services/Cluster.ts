@@ -12,24 +12,22 @@
  * leadership scope opened when the server starts leading and closed the
  * moment it stops (DESIGN §6).
  */
-import {
-  Cause,
-  Clock,
-  Config,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Layer,
-  Metric,
-  Option,
-  Queue,
-  Random,
-  Schema,
-  Scope
-} from "effect"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import { type ClusterConfig, defaultClusterConfig } from "../domain/cluster/Config.js"
 import type { LogEntry, Member } from "../domain/cluster/Entry.js"
 import { MemoryLog } from "../domain/cluster/Log.js"

@@ -8,7 +8,10 @@
  * Every write of one replication batch is one `write` call: one transaction
  * (group commit). The service around the replica writes before it sends.
  */
-import { Context, Effect, Layer, Schema } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import type { LogEntry } from "../domain/cluster/Entry.js"
 import type { Checkpoint, HardState } from "../domain/cluster/Replica.js"
 import type { Epoch, Incarnation, Seq, ServerId } from "../domain/Ids.js"

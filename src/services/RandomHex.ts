@@ -1,5 +1,6 @@
 /** Random hex strings (tokens, incarnations) from Effect's `Random`, so the simulator's seed decides them. */
-import { Effect, Random } from "effect"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
 
 export const randomHex = (digits: number): Effect.Effect<string> =>
   Effect.map(

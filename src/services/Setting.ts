@@ -2,7 +2,7 @@
  * The numeric settings of `agora server` (DESIGN §7), one table for the command line and for the
  * services' `Config`s, so a name, a unit or a range is written once.
  */
-import { Config } from "effect"
+import * as Config from "effect/Config"
 
 /** A setting: `--name` on the command line, `AGORA_NAME` in the environment, a whole number of units of `unitMs` in [min, max]. */
 export interface SettingRange {

@@ -5,7 +5,13 @@
  * can be put to without knowing the cluster: size, MAC, decoding, replay.
  * Everything else (group, membership, epoch) is checked by the cluster.
  */
-import { Chunk, Context, Effect, type Mailbox, Metric, Schema, type Stream } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type * as Mailbox from "effect/Mailbox"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import type * as Stream from "effect/Stream"
 import type { Body, Envelope } from "../domain/Envelope.js"
 import type { Epoch, GroupId, Incarnation } from "../domain/Ids.js"
 import type { Address } from "../domain/Schemas.js"

@@ -9,7 +9,9 @@
  * server answers only once a majority stored it).
  */
 import { performance } from "node:perf_hooks"
-import { Effect, Option, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import type { Notice } from "../../domain/auction/Notifications.js"
 import type { DeliveredNotice } from "../../domain/ClientStreams.js"
 import type { AuctionId, ClientId } from "../../domain/Ids.js"

@@ -13,7 +13,7 @@
  */
 import { Agent, request } from "node:http"
 import { performance } from "node:perf_hooks"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import type { Stats } from "./Stats.js"
 
 export interface EtcdLoadOptions {

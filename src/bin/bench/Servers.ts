@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { createSocket } from "node:dgram"
 import { mkdirSync, openSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 /** Clock ticks per second of /proc/<pid>/stat times (`getconf CLK_TCK`: 100 on Linux/x86-64). */
 const ClockTicksPerSecond = 100

@@ -14,7 +14,11 @@
  *   then the client closes its session's sockets and the process exits 0.
  * - stdout is the protocol only; logs go to stderr.
  */
-import { Effect, Fiber, Option, type Scope, Stream } from "effect"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { formatAddress } from "../../domain/Schemas.js"
 import type { ClientShape, Connected, RequestError } from "../../services/Client.js"
 import {

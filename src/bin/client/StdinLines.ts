@@ -4,7 +4,11 @@
  * pauses while more than `highWater` lines wait for the consumer (the
  * writer is held back by the pipe, nothing is dropped).
  */
-import { Effect, Exit, Mailbox, Option, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Mailbox from "effect/Mailbox"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 
 export type LineItem =
   | { readonly _tag: "Line"; readonly text: string }

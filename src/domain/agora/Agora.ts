@@ -12,7 +12,10 @@
  *   be decided twice with two different answers — not even across failover.
  * - Sessions end only through a committed `SessionExpired`.
  */
-import { Either, HashMap, Option, Schema } from "effect"
+import * as Either from "effect/Either"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { HashMapByNumber } from "../auction/Codecs.js"
 import type { AuctionCommand, AuctionError } from "../auction/index.js"
 import {

@@ -10,7 +10,10 @@
  * Map entries are encoded sorted by key, so equal states encode to equal JSON
  * (checkpoint digests and test comparisons rely on it).
  */
-import { Chunk, HashMap, ParseResult, Schema } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as HashMap from "effect/HashMap"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 const hashMapSelf = <K, V>() =>
   Schema.declare((u: unknown): u is HashMap.HashMap<K, V> => HashMap.isHashMap(u), {

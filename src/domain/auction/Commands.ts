@@ -8,7 +8,7 @@
  * answer `InvalidRequest` with the field and its range, which a client can
  * show, instead of a datagram silently dropped by the decoder.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { AuctionId, SessionId } from "../Ids.js"
 
 /** A client (the auctioneer) opens an auction. */

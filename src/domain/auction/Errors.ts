@@ -3,7 +3,7 @@
  * understand it and a readable `message`; its `_tag` is the error code of the
  * client protocol (DESIGN §7). A refused command changes nothing.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import { Phase } from "./Phase.js"

@@ -7,7 +7,7 @@
  * Lists of bidders are in join order; per-bidder amounts are lists of
  * `{ bidder, amount }` (not records: JSON object keys would be strings).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import { CancelReason } from "./Phase.js"

@@ -19,7 +19,9 @@
  *   `AuctionLostNotice`, the auctioneer `AuctionClosedNotice`.
  * - `AuctionCreated`, `BidderJoined`, `BidderLeft`, `AuctionPurged` → nobody.
  */
-import { Chunk, Option, Schema } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import type { AuctionEvent } from "./Events.js"

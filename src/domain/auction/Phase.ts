@@ -3,7 +3,7 @@
  * once enough have joined), `running` (rounds of sealed bids), and one of two
  * ends, `closed` (a winner) or `cancelled` (a reason).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 export const Phase = Schema.Literal("waiting", "running", "closed", "cancelled")
 export type Phase = typeof Phase.Type

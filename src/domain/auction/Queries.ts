@@ -4,7 +4,9 @@
  * running auction's totals include the current round, so only an ended
  * auction shows totals.
  */
-import { HashMap, Option, Schema } from "effect"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import { BidderAmounts } from "./Events.js"

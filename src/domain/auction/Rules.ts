@@ -4,7 +4,7 @@
  * wire schemas and the rules agree; every check says which field is wrong and
  * what range it allows.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import * as Money from "../Money.js"
 
 /** An item name is at most this many UTF-16 code units after trimming (as `Schema.maxLength` counts on the wire). */

@@ -14,7 +14,9 @@
  * O(log n), never a copy of all auctions or of an event list. The schema
  * `AuctionsState` encodes all of it to plain JSON.
  */
-import { HashMap, Option, Schema } from "effect"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import { ChunkOfPlain, EncodedOnce, HashMapByNumber } from "./Codecs.js"

@@ -3,7 +3,8 @@
  * bidder whose round-1 bid was committed first (a bidder without a round-1
  * bid comes after all who have one); then the earliest join.
  */
-import { HashMap, Option } from "effect"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import type { SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import type { BidderAmount } from "./Events.js"

@@ -12,7 +12,9 @@
  * The events of one decision must be committed together (one log entry): a
  * last bid and its `RoundCompleted` / `RoundStarted` are one step.
  */
-import { Either, HashMap, Option } from "effect"
+import * as Either from "effect/Either"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import type { AuctionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import type {

@@ -8,7 +8,9 @@
  * otherwise go silently wrong becomes a defect the caller (and the simulator)
  * sees. Each event costs O(log n): persistent maps, a chunk append.
  */
-import { Chunk, HashMap, Option } from "effect"
+import * as Chunk from "effect/Chunk"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
 import type { AuctionId, SessionId } from "../Ids.js"
 import * as Money from "../Money.js"
 import type { AuctionEvent } from "./Events.js"

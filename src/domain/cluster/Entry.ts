@@ -4,7 +4,7 @@
  * membership) sit beside `App` entries, whose data is the encoded events of
  * the state machine the cluster was given (the auctions, or a test's counter).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { Epoch, GroupId, Incarnation, Seq, ServerId } from "../Ids.js"
 import { Address } from "../Schemas.js"
 

@@ -9,7 +9,7 @@
  *
  * The replica is mutated in place by a single fiber; it is deterministic.
  */
-import type { Either } from "effect"
+import type * as Either from "effect/Either"
 import type { Body } from "../Envelope.js"
 import type { Epoch, GroupId, Incarnation, Seq, ServerId } from "../Ids.js"
 import type { LeaderInfo, ServerRole } from "../Messages.js"

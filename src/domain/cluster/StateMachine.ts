@@ -4,7 +4,7 @@
  * pending state; every server builds its committed state by `evolve` alone
  * (passive replication: backups never execute requests).
  */
-import { Either } from "effect"
+import * as Either from "effect/Either"
 
 export interface StateMachine<S, C, E, Err> {
   readonly initial: S
