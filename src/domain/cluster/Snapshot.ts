@@ -18,6 +18,7 @@ import {
   drawCheckpointEvery,
   dropped,
   emit,
+  heardMemberRecently,
   note,
   type Progress,
   persistHardState,
@@ -162,6 +163,11 @@ export const retransmitSnapshot = <S, C, E, Err>(
 ): void => {
   const snapshot = progress.snapshot
   if (snapshot === null || replica.nowMs - snapshot.sentMs < replica.config.retransmitTimeoutMs) return
+  if (!heardMemberRecently(replica, progress)) {
+    // Gone quiet mid-snapshot: start over once it answers again (see `sendReplication`).
+    progress.snapshot = null
+    return
+  }
   snapshot.sent = snapshot.acked
   snapshot.sentMs = replica.nowMs
   sendSnapshot(replica, progress)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { nextTickDueMs } from "../../../src/domain/cluster/Step.js"
+import { nextTickDueMs, step } from "../../../src/domain/cluster/Step.js"
 import {
   app,
   config,
@@ -9,7 +9,8 @@ import {
   receive,
   replicaOf,
   type TestOutput,
-  type TestReplica
+  type TestReplica,
+  tick
 } from "./harness.js"
 
 const three = ["s1", "s2", "s3"].map((id) => member(id))
@@ -84,6 +85,36 @@ describe("Checkpoints (DESIGN §5, Checkpoints and recovery)", () => {
     }
     expect(sentTo(4)).toEqual(["Replicate after 4 short"])
     expect(sentTo(5)[0]).toBe("SnapshotChunk")
+  })
+
+  it("a member silent past the failure timeout gets no snapshot until it answers again", () => {
+    const leader = electLeader(
+      ["s1", "s2", "s3"],
+      Array.from({ length: 12 }, (_, i) => [1, app(i + 1)] as const),
+      false,
+      { ...spaced, catchUpEntries: 0 }
+    )
+    step(leader, { _tag: "Flush" }, leader.nowMs)
+    const seq = leader.log.lastSeq
+    receive(leader, "s2", leader.epoch, { _tag: "ReplicateAck", success: true, matchSeq: seq, hintSeq: seq })
+    expect(leader.log.startSeq).toBe(seq)
+    const snapshotsTo = (outputs: ReadonlyArray<TestOutput>) =>
+      outputs.filter(
+        (output) =>
+          output._tag === "Send" &&
+          output.to.host === "host-s3" &&
+          output.message.body._tag === "SnapshotChunk"
+      ).length
+    // s2 keeps answering, s3 never does: the retransmission of its batch falls below the log start.
+    const quiet = leader.nowMs + spaced.failureTimeoutMs + 1
+    receive(leader, "s2", leader.epoch, { _tag: "HeartbeatAck", round: 1, matchSeq: seq }, quiet)
+    expect(snapshotsTo(tick(leader, quiet))).toBe(0)
+    // Once it answers, it gets the snapshot.
+    expect(
+      snapshotsTo(
+        receive(leader, "s3", leader.epoch, { _tag: "HeartbeatAck", round: 1, matchSeq: 0 }, quiet + 1)
+      )
+    ).toBeGreaterThan(0)
   })
 
   it("the time trigger is stretched too: the replica's next timer is the stretched interval", () => {

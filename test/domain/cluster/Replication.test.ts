@@ -184,6 +184,20 @@ describe("Replication — probing after a rejection (etcd's probe state)", () =>
     expect(replicates(matched).map((r) => r.prevSeq)).toEqual([2, 3, 4, 5])
   })
 
+  it("a member not heard since the election is probed at the end of the log, and resent there", () => {
+    const leader = leaderOfTen()
+    step(leader, { _tag: "Flush" }, leader.nowMs)
+    expect(replicates(takeReady(leader)).filter((r) => r.to === "s3")).toEqual([
+      { to: "s3", prevSeq: leader.log.lastSeq - 1 }
+    ])
+    // From its matchSeq (0) it would get the whole log, or the snapshot: the leader just killed
+    // got 1.6 MB that way, as the new leader's first work after a failover.
+    const resent = tick(leader, leader.nowMs + config.retransmitTimeoutMs)
+    expect(replicates(resent).filter((r) => r.to === "s3")).toEqual([
+      { to: "s3", prevSeq: leader.log.lastSeq - 1 }
+    ])
+  })
+
   it("a probe lost on the way is resent from where it started, once per retransmit timeout", () => {
     const leader = leaderOfTen()
     receive(leader, "s3", 2, refusal)
