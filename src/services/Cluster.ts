@@ -21,6 +21,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as FiberHandle from "effect/FiberHandle"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -378,12 +379,31 @@ export const makeCluster = <S, C, E, Err>(
       })
 
     const tickMaxMs = options.tickMaxMs ?? options.config.heartbeatIntervalMs
+
+    // The timer input: woken at the replica's earliest timer rather than on a fixed beat, so an
+    // idle server (and a simulated cluster) does little work between heartbeats.
+    const timer = yield* FiberHandle.make<never>()
+    /** When the sleeping timer wakes, in the replica's time. */
+    let wakeMs = Number.POSITIVE_INFINITY
+    const ticks = Effect.forever(
+      Effect.gen(function* () {
+        const base = Math.max(yield* Clock.currentTimeMillis, replica.nowMs)
+        const sleepMs = Math.max(1, nextTickDueMs(replica, tickMaxMs) - base)
+        wakeMs = base + sleepMs
+        yield* Effect.sleep(sleepMs)
+        yield* Queue.offer(inbox, { _tag: "Tick" })
+      })
+    )
+
     const runBatch = Effect.gen(function* () {
       const first = yield* Queue.take(inbox)
       const more = yield* Queue.takeUpTo(inbox, BatchInputsMax - 1)
       const now = yield* Clock.currentTimeMillis
       stepBatch(replica, [first, ...more], now, tickMaxMs)
       yield* handleReady
+      // A turn that brought a timer forward starts the sleep over: a follower that finds its
+      // leader gone stands after its random delay, not at the next beat (~50 ms later).
+      if (nextTickDueMs(replica, tickMaxMs) < wakeMs) yield* FiberHandle.run(timer, ticks)
     })
 
     // Apply what the store held before anything else runs (nothing to persist or send yet).
@@ -404,18 +424,7 @@ export const makeCluster = <S, C, E, Err>(
       )
     )
     yield* Effect.forkScoped(loop)
-
-    // The timer input: woken at the replica's earliest timer rather than on a fixed beat, so an
-    // idle server (and a simulated cluster) does little work between heartbeats.
-    yield* Effect.forkScoped(
-      Effect.forever(
-        Effect.gen(function* () {
-          const now = yield* Clock.currentTimeMillis
-          yield* Effect.sleep(Math.max(1, nextTickDueMs(replica, tickMaxMs) - Math.max(now, replica.nowMs)))
-          yield* Queue.offer(inbox, { _tag: "Tick" })
-        })
-      )
-    )
+    yield* FiberHandle.run(timer, ticks)
 
     /** A batch of datagrams: the cluster's go to the replica in one offer, the application's to it in order. */
     const receive = (batch: ReadonlyArray<Incoming>): Effect.Effect<void> =>
