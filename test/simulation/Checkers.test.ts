@@ -55,7 +55,7 @@ describe("every checker can fail: a broken system is caught within a few seeds",
   it("leaders-per-epoch: a store that forgets the vote (and that epoch) on restart → two leaders in one epoch", {
     timeout: 120_000
   }, async () => {
-    const result = await caught(B.forgetfulVote, "leaders-per-epoch", 6, shortFaults(12_000))
+    const result = await caught(B.forgetfulVote, "leaders-per-epoch", 10, shortFaults(12_000))
     expect(result.seed, result.found.join("\n")).not.toBeNull()
     expect(result.found[0]).toMatch(/^epoch \d+: s\d, s\d/)
   })

@@ -205,13 +205,14 @@ const backOff = <S, C, E, Err>(replica: Replica<S, C, E, Err>): void => {
 }
 
 /**
- * When a follower next asks whether its silent leader's process is still there: after two
- * heartbeat intervals without a word, then every interval until the election timeout.
+ * When a follower next asks whether its silent leader's process is still there: after one and
+ * a half heartbeat intervals without a word (a beat late by half an interval; a probe of a live
+ * process only costs a datagram), then every interval until the election timeout.
  * Null when it has no leader to ask about, or could not stand anyway.
  */
 export const nextProbeMs = <S, C, E, Err>(replica: Replica<S, C, E, Err>): number | null => {
   if (replica.role !== "follower" || replica.leader === null || !voterSelf(replica)) return null
-  const firstMs = replica.leaderContactMs + 2 * replica.config.heartbeatIntervalMs
+  const firstMs = replica.leaderContactMs + 1.5 * replica.config.heartbeatIntervalMs
   const probedMs = replica.probedMs
   return probedMs === null || probedMs < replica.leaderContactMs
     ? firstMs

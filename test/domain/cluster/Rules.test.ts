@@ -393,7 +393,7 @@ describe("Failure detection (DESIGN §5: failure timeout plus a random 0–150 m
     expect(tags(tick(follower, heartbeatAt + 449))).toEqual(["RoleChanged", "Broadcast:Election"])
   })
 
-  it("a silent leader is probed after two heartbeat intervals, then once per interval, never while it is heard", () => {
+  it("a silent leader is probed after one and a half heartbeat intervals, then once per interval, never while it is heard", () => {
     const follower = followerWith(() => 0.999)
     receive(follower, "s1", 1, { _tag: "Heartbeat", round: 1, commitSeq: 1 }, heartbeatAt)
     const probesAt: Array<number> = []
@@ -405,11 +405,11 @@ describe("Failure detection (DESIGN §5: failure timeout plus a random 0–150 m
           probesAt.push(ms - heartbeatAt)
         }
       }
-      // Heard again at +120: the next probe waits for two intervals of silence from then.
+      // Heard again at +120: the next probe waits for 1.5 intervals of silence from then.
       if (ms === heartbeatAt + 120)
         receive(follower, "s1", 1, { _tag: "Heartbeat", round: 2, commitSeq: 1 }, ms)
     }
-    expect(probesAt).toEqual([100, 220, 270, 320, 370, 420])
+    expect(probesAt).toEqual([75, 195, 245, 295, 345, 395, 445])
   })
 
   it("Unreachable after a probe: the follower grants a pre-vote at once and stands within a heartbeat interval", () => {
