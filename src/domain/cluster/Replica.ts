@@ -421,12 +421,6 @@ export const drawElectionTimeout = <S, C, E, Err>(replica: Replica<S, C, E, Err>
 export const heardLeaderRecently = <S, C, E, Err>(replica: Replica<S, C, E, Err>): boolean =>
   replica.role === "leader" || replica.nowMs - replica.leaderContactMs < replica.config.failureTimeoutMs
 
-/** Whether a member the leader replicates to said anything within the failure timeout. */
-export const heardMemberRecently = <S, C, E, Err>(
-  replica: Replica<S, C, E, Err>,
-  progress: Progress
-): boolean => replica.nowMs - progress.heardMs <= replica.config.failureTimeoutMs
-
 export const setRole = <S, C, E, Err>(
   replica: Replica<S, C, E, Err>,
   role: Role,

@@ -19,7 +19,6 @@ import {
   dropped,
   emit,
   eventsOf,
-  heardMemberRecently,
   type Meta,
   type Progress,
   persistHardState,
@@ -222,10 +221,8 @@ export const sendReplication = <S, C, E, Err>(replica: Replica<S, C, E, Err>, pr
   const window = progress.probeSeq === null ? replica.config.windowBatches : 1
   while (progress.inflight.length < window && progress.nextSeq <= log.lastSeq) {
     if (progress.nextSeq <= log.startSeq) {
-      // The follower needs entries this log no longer holds: it gets the snapshot first, once it
-      // is heard again if it has been silent past the failure timeout (etcd's RecentActive):
-      // encoding and sending megabytes to a member that is down only slows the leader.
-      return heardMemberRecently(replica, progress) ? sendSnapshot(replica, progress) : undefined
+      // The follower needs entries this log no longer holds: it gets the snapshot first.
+      return sendSnapshot(replica, progress)
     }
     const prevSeq = progress.nextSeq - 1
     const prevEpoch = log.epochAt(prevSeq) ?? 0

@@ -18,7 +18,6 @@ import {
   drawCheckpointEvery,
   dropped,
   emit,
-  heardMemberRecently,
   note,
   type Progress,
   persistHardState,
@@ -93,6 +92,9 @@ const snapshotText = <S, C, E, Err>(replica: Replica<S, C, E, Err>) => {
 
 /** Sends the next chunks of the leader's snapshot to a follower behind its log start. */
 export const sendSnapshot = <S, C, E, Err>(replica: Replica<S, C, E, Err>, progress: Progress): void => {
+  // Not to a member silent past the failure timeout (etcd's RecentActive): encoding and sending
+  // megabytes to a process that is down only slows the leader. Its next answer resumes it.
+  if (replica.nowMs - progress.heardMs > replica.config.failureTimeoutMs) return
   const { seq, text } = snapshotText(replica)
   if (progress.snapshot === null || progress.snapshot.seq !== seq) {
     progress.snapshot = { seq, acked: 0, sent: 0, sentMs: replica.nowMs, resentOffset: -1, resentMs: 0 }
@@ -163,11 +165,6 @@ export const retransmitSnapshot = <S, C, E, Err>(
 ): void => {
   const snapshot = progress.snapshot
   if (snapshot === null || replica.nowMs - snapshot.sentMs < replica.config.retransmitTimeoutMs) return
-  if (!heardMemberRecently(replica, progress)) {
-    // Gone quiet mid-snapshot: start over once it answers again (see `sendReplication`).
-    progress.snapshot = null
-    return
-  }
   snapshot.sent = snapshot.acked
   snapshot.sentMs = replica.nowMs
   sendSnapshot(replica, progress)
